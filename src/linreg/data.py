@@ -1,0 +1,165 @@
+"""Synthetic regression data with a known answer, served as whole batches.
+
+The rows are i.i.d., so contiguous train/val/test slices are disjoint random samples. Batches are
+tensor slices of one per-epoch permutation of the split: no per-sample `__getitem__`, no collate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+from linreg.config import split_sizes
+
+Batch = tuple[Tensor, Tensor]
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """The parameters that generated the data: y = x @ weight.T + bias + noise."""
+
+    weight: Tensor  # (n_targets, n_features)
+    bias: Tensor  # (n_targets,)
+
+
+def make_regression(
+    n_samples: int,
+    n_features: int,
+    n_targets: int,
+    noise_std: float,
+    feature_scale: float,
+    feature_offset: float,
+    seed: int,
+) -> tuple[Tensor, Tensor, GroundTruth]:
+    """Draw the ground truth, then the features and noisy targets, all from one seeded generator."""
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(n_targets, n_features, generator=generator)
+    bias = torch.randn(n_targets, generator=generator)
+    features = feature_offset + feature_scale * torch.randn(
+        n_samples, n_features, generator=generator
+    )
+    noise = noise_std * torch.randn(n_samples, n_targets, generator=generator)
+    targets = features @ weight.T + bias + noise
+    return features, targets, GroundTruth(weight, bias)
+
+
+class EpochShuffler:
+    """The sample order of one epoch, a function of (seed, epoch) only, so a resumed run replays it.
+
+    Lightning calls `set_epoch` on a loader's `sampler` before every epoch, as for a DataLoader.
+    """
+
+    def __init__(self, n_rows: int, seed: int) -> None:
+        self.n_rows = n_rows
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def permutation(self, device: torch.device) -> Tensor:
+        generator = torch.Generator().manual_seed(hash((self.seed, self.epoch)))
+        return torch.randperm(self.n_rows, generator=generator).to(device)
+
+
+class WholeBatchLoader:
+    """Yields (features, targets) batches as slices; shuffles by permuting the split once per epoch.
+
+    `sampler` and `batch_sampler` are the attributes Lightning inspects on a DataLoader.
+    """
+
+    batch_sampler = None
+
+    def __init__(
+        self, features: Tensor, targets: Tensor, batch_size: int, sampler: EpochShuffler | None
+    ) -> None:
+        self.features = features
+        self.targets = targets
+        self.batch_size = batch_size
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.features) / self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        features, targets = self.features, self.targets
+        if self.sampler is not None:
+            order = self.sampler.permutation(features.device)
+            features, targets = features[order], targets[order]
+        for start in range(0, len(features), self.batch_size):
+            yield (
+                features[start : start + self.batch_size],
+                targets[start : start + self.batch_size],
+            )
+
+
+class SyntheticRegressionDataModule(pl.LightningDataModule):
+    """y = X w* + b* + noise_std * eps, split into train/val/test, with the ground truth exposed."""
+
+    def __init__(
+        self,
+        *,
+        n_samples: int,
+        n_features: int,
+        n_targets: int,
+        noise_std: float,
+        feature_scale: float,
+        feature_offset: float,
+        train_fraction: float,
+        val_fraction: float,
+        test_fraction: float,
+        batch_size: int,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.batch_size = batch_size
+        self.seed = seed
+        self.splits: dict[str, Batch] = {}
+        self.ground_truth: GroundTruth | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Generate the data once; later calls (one per trainer stage) reuse it."""
+        if self.splits:
+            return
+        hp = self.hparams
+        features, targets, self.ground_truth = make_regression(
+            hp.n_samples,
+            hp.n_features,
+            hp.n_targets,
+            hp.noise_std,
+            hp.feature_scale,
+            hp.feature_offset,
+            hp.seed,
+        )
+        sizes = split_sizes(hp.n_samples, (hp.train_fraction, hp.val_fraction, hp.test_fraction))
+        bounds = torch.tensor((0, *sizes)).cumsum(0).tolist()
+        for name, start, stop in zip(SPLITS, bounds[:-1], bounds[1:], strict=True):
+            self.splits[name] = (features[start:stop], targets[start:stop])
+
+    def split(self, name: str) -> Batch:
+        """The (features, targets) of one split, on the CPU."""
+        self.setup()
+        return self.splits[name]
+
+    def _loader(self, name: str, shuffle: bool) -> WholeBatchLoader:
+        # Moved to the training device here, once per fit/test, never per batch.
+        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        features, targets = (t.to(device) for t in self.split(name))
+        sampler = EpochShuffler(len(features), self.seed) if shuffle else None
+        return WholeBatchLoader(features, targets, self.batch_size, sampler)
+
+    def train_dataloader(self) -> WholeBatchLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> WholeBatchLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> WholeBatchLoader:
+        return self._loader("test", shuffle=False)

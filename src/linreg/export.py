@@ -1,0 +1,89 @@
+"""Export a trained regressor to one self-contained ONNX file, and prove onnxruntime agrees with it.
+
+Uses torch's torch.export-based exporter (`dynamo=True`, the default since torch 2.9, which needs
+onnxscript), with a dynamic batch axis so the file serves any number of rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from linreg.errors import ExportError
+
+INPUT_NAME = "features"
+OUTPUT_NAME = "predictions"
+_CHATTY_LOGGERS = ("torch.onnx._internal.exporter._registration", "onnx_ir", "onnxscript")
+
+
+def export_onnx(model: nn.Module, n_features: int, path: Path, opset: int) -> Path:
+    """Write `model` (raw features in, predictions out) to `path` with a dynamic batch axis."""
+    if not all(torch.isfinite(p).all() for p in model.state_dict().values()):
+        raise ExportError(f"refusing to export {path.name}: the model has non-finite weights")
+    model = model.cpu().eval()
+    example = torch.zeros(2, n_features)
+    batch = torch.export.Dim("batch")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _quiet_exporter():
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: batch},),
+            opset_version=opset,
+            external_data=False,
+            verbose=False,
+        )
+    return path
+
+
+def verify_onnx(path: Path, model: nn.Module, features: Tensor, atol: float, rtol: float) -> float:
+    """Max |onnxruntime - PyTorch| on `features`; raises ExportError where any element differs by
+    more than `atol + rtol * |PyTorch|` (the rtol term only matters for outputs far above 1, where
+    one float32 rounding step already exceeds a fixed atol)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    features = features.detach().cpu().float()
+    (onnx_out,) = session.run([OUTPUT_NAME], {INPUT_NAME: features.numpy()})
+    with torch.inference_mode():
+        torch_out = model.cpu().eval()(features).numpy()
+    if onnx_out.shape != torch_out.shape:
+        raise ExportError(
+            f"{path.name}: onnxruntime returned shape {onnx_out.shape}, PyTorch {torch_out.shape}"
+        )
+    abs_diff = np.abs(onnx_out - torch_out)
+    max_abs_diff = float(np.max(abs_diff))
+    if not np.all(abs_diff <= atol + rtol * np.abs(torch_out)):
+        raise ExportError(
+            f"{path.name} disagrees with PyTorch on {len(features)} rows: max abs diff "
+            f"{max_abs_diff:.3g} exceeds export.atol={atol:g} + export.rtol={rtol:g} * |output|"
+        )
+    return max_abs_diff
+
+
+@contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Mutes the exporter's own chatter (notices about optional torchvision operators, graph-pass
+    progress, a dependency's deprecation warning) while exporting; every other warning still shows."""
+    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

@@ -1,0 +1,159 @@
+"""The model: standardisation plus `nn.Linear`, and the LightningModule that trains and scores it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.regression import (
+    ExplainedVariance,
+    MeanAbsoluteError,
+    MeanSquaredError,
+    R2Score,
+)
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+SchedulerFactory = Callable[[Optimizer], Any]
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std with statistics fitted on the training split, stored as buffers.
+
+    Buffers travel with the state_dict and the ONNX graph, so saved models take raw features.
+    """
+
+    def __init__(self, n_features: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+
+    @torch.no_grad()
+    def fit_(self, features: Tensor) -> None:
+        self.mean.copy_(features.mean(dim=0))
+        # A constant feature would divide by zero; it carries no signal, so scale it by 1.
+        std = features.std(dim=0)
+        self.std.copy_(torch.where(std > 0, std, torch.ones_like(std)))
+
+    def forward(self, features: Tensor) -> Tensor:
+        return (features - self.mean) / self.std
+
+
+class LinearRegressor(nn.Module):
+    """The whole inference model: raw features in, predictions out."""
+
+    def __init__(self, n_features: int, n_targets: int) -> None:
+        super().__init__()
+        self.standardize = Standardize(n_features)
+        self.linear = nn.Linear(n_features, n_targets)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.linear(self.standardize(features))
+
+    @torch.no_grad()
+    def raw_parameters(self) -> tuple[Tensor, Tensor]:
+        """Weight and bias in raw-feature units, comparable with the data's ground truth."""
+        weight = self.linear.weight / self.standardize.std
+        bias = self.linear.bias - weight @ self.standardize.mean
+        return weight, bias
+
+
+def regression_metrics(prefix: str) -> MetricCollection:
+    return MetricCollection(
+        {
+            "mse": MeanSquaredError(),
+            "mae": MeanAbsoluteError(),
+            "r2": R2Score(),
+            "explained_variance": ExplainedVariance(),
+        },
+        prefix=prefix,
+    )
+
+
+class LinearRegressionModule(pl.LightningModule):
+    """MSE regression with torchmetrics for val/test and optimizer/scheduler factories from config.
+
+    The factories are not saved as hyper-parameters: checkpoints hold plain values only and load
+    with `torch.load(path, weights_only=True)`.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_targets: int = 1,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.regressor = LinearRegressor(n_features, n_targets)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.train_epoch_loss = MeanMetric()
+        self.val_metrics = regression_metrics("val/")
+        self.test_metrics = regression_metrics("test/")
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.regressor(features)
+
+    def fit_standardization(self, train_features: Tensor) -> None:
+        self.regressor.standardize.fit_(train_features)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        features, targets = batch
+        loss = F.mse_loss(self(features), targets)
+        # Lightning writes on-step values every `trainer.log_every_n_steps` steps.
+        self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=len(features))
+        self.train_epoch_loss.update(loss.detach(), weight=len(features))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/epoch_loss", self.train_epoch_loss.compute())
+        self.train_epoch_loss.reset()
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        features, targets = batch
+        self.val_metrics.update(self(features), targets)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics(self.val_metrics, "val/")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        features, targets = batch
+        self.test_metrics.update(self(features), targets)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics(self.test_metrics, "test/")
+
+    def _log_epoch_metrics(self, metrics: MetricCollection, prefix: str) -> None:
+        values = metrics.compute()
+        values[f"{prefix}loss"] = values[f"{prefix}mse"]
+        self.log_dict(values, prog_bar=prefix == "val/")
+        metrics.reset()
+
+    @torch.no_grad()
+    def evaluate(self, features: Tensor, targets: Tensor, prefix: str) -> dict[str, float]:
+        """The stage metrics on one whole split, outside any trainer (and without logging)."""
+        metrics = regression_metrics(prefix).to(self.device)
+        values = metrics(self(features.to(self.device)), targets.to(self.device))
+        values[f"{prefix}loss"] = values[f"{prefix}mse"]
+        return {name: float(value) for name, value in values.items()}
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise RuntimeError("LinearRegressionModule needs an optimizer factory to train")
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        # `monitor` is only read by ReduceLROnPlateau; the others ignore it.
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": "val/loss"},
+        }

@@ -1,0 +1,166 @@
+"""One training run, start to finish: the straight road that `train.py` drives.
+
+validate -> seed -> build data, model, trainer -> fit -> test the best checkpoint -> export it to ONNX
+-> verify the ONNX file with onnxruntime -> write metrics.json -> return val/loss for sweepers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from omegaconf import DictConfig
+
+from linreg.callbacks import parameter_error
+from linreg.config import validate
+from linreg.data import SyntheticRegressionDataModule
+from linreg.errors import ConfigError
+from linreg.export import export_onnx, verify_onnx
+from linreg.model import LinearRegressionModule
+from linreg.reference import reference_mse
+from linreg.summary import flatten_hparams, write_json_atomic
+
+log = logging.getLogger(__name__)
+OBJECTIVE = "val/loss"
+
+
+def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
+    """Run the whole pipeline for one composed config; returns the best `val/loss`."""
+    validate(cfg)
+    require_accelerator(cfg.trainer.accelerator)
+    started = time.perf_counter()
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    output_dir = Path(cfg.paths.output_dir)
+
+    datamodule: SyntheticRegressionDataModule = instantiate(cfg.data)
+    datamodule.setup()
+    module = build_module(cfg, datamodule)
+    trainer = build_trainer(cfg)
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False)
+    best_path = Path(trainer.checkpoint_callback.best_model_path)
+    if not trainer.is_global_zero:
+        return float(trainer.checkpoint_callback.best_model_score)
+
+    # Reloading the file (not reusing `module`) proves the checkpoint loads with weights_only=True.
+    best = LinearRegressionModule.load_from_checkpoint(
+        best_path, map_location="cpu", weights_only=True
+    )
+    metrics = {**best.evaluate(*datamodule.split("val"), prefix="val/"), **test_metrics}
+    metrics["reference/test_mse"] = reference_mse(
+        datamodule.split("train"), datamodule.split("test")
+    )
+    metrics["params/weight_error"], metrics["params/bias_error"] = parameter_error(
+        best.regressor, datamodule.ground_truth
+    )
+
+    onnx_path = None
+    if cfg.export.enabled:
+        n_features = datamodule.hparams.n_features
+        onnx_path = export_onnx(
+            best.regressor, n_features, output_dir / cfg.export.filename, cfg.export.opset
+        )
+        held_out = datamodule.split("test")[0][: cfg.export.verify_batch_size]
+        metrics["export/onnx_max_abs_diff"] = verify_onnx(
+            onnx_path, best.regressor, held_out, cfg.export.atol, cfg.export.rtol
+        )
+
+    log_hparams(trainer.loggers, cfg, metrics)
+    summary = {
+        "status": "completed",
+        "objective": {"name": OBJECTIVE, "value": metrics[OBJECTIVE]},
+        "metrics": dict(sorted(metrics.items())),
+        "test_mse_gap_to_reference": metrics["test/mse"] / metrics["reference/test_mse"] - 1,
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "seed": cfg.seed,
+        "overrides": list(overrides),
+        "paths": {
+            "best_checkpoint": _relative(best_path, output_dir),
+            "last_checkpoint": _relative(
+                Path(trainer.checkpoint_callback.last_model_path), output_dir
+            ),
+            "onnx": _relative(onnx_path, output_dir) if onnx_path else None,
+        },
+    }
+    write_json_atomic(output_dir / "metrics.json", summary)
+    report(summary, output_dir)
+    return metrics[OBJECTIVE]
+
+
+def require_accelerator(accelerator: str) -> None:
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but no CUDA GPU was found; "
+            "run on the CPU with trainer.accelerator=cpu"
+        )
+
+
+def build_module(
+    cfg: DictConfig, datamodule: SyntheticRegressionDataModule
+) -> LinearRegressionModule:
+    """The model sized by the data, with standardisation fitted on the training split only."""
+    module: LinearRegressionModule = instantiate(
+        cfg.model,
+        n_features=datamodule.hparams.n_features,
+        n_targets=datamodule.hparams.n_targets,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
+    )
+    module.fit_standardization(datamodule.split("train")[0])
+    return module
+
+
+def build_trainer(cfg: DictConfig) -> pl.Trainer:
+    callbacks = [instantiate(spec) for spec in cfg.callbacks.values()]
+    loggers = [instantiate(spec) for spec in cfg.logger.values()]
+    make_trainer = instantiate(cfg.trainer, _partial_=True)
+    try:
+        return make_trainer(callbacks=callbacks, logger=loggers or False)
+    except (MisconfigurationException, ValueError, TypeError) as err:
+        raise ConfigError(f"trainer: {str(err).splitlines()[0]}") from err
+
+
+def log_hparams(loggers: Sequence[Logger], cfg: DictConfig, metrics: dict[str, float]) -> None:
+    """Hyper-parameters with the run's final metrics, so TensorBoard's HParams tab can rank runs."""
+    params = flatten_hparams(cfg)
+    final = {f"hp/{name}": value for name, value in metrics.items()}
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params, metrics=final)
+        else:
+            logger.log_hyperparams(params)
+        logger.finalize("success")
+
+
+def report(summary: dict[str, Any], output_dir: Path) -> None:
+    metrics = summary["metrics"]
+    log.info(
+        "val/loss %.5f | test/mse %.5f (least-squares reference %.5f, gap %+.2f%%) | "
+        "test/r2 %.5f | weight error %.3g",
+        metrics["val/loss"],
+        metrics["test/mse"],
+        metrics["reference/test_mse"],
+        100 * summary["test_mse_gap_to_reference"],
+        metrics["test/r2"],
+        metrics["params/weight_error"],
+    )
+    log.info("run folder:      %s", output_dir)
+    for name, path in summary["paths"].items():
+        if path:
+            log.info("%-16s %s", f"{name}:", output_dir / path)
+    log.info("inspect with:    tensorboard --logdir %s", output_dir)
+
+
+def _relative(path: Path, root: Path) -> str:
+    return str(path.resolve().relative_to(root.resolve()))
