@@ -1,4 +1,4 @@
-"""Train, test, export and verify one model: `python train.py [group=option ...] [key=value ...]`."""
+"""Train, test, export and verify one model: `python train.py [group=option] [key=value] ...`."""
 
 import hydra
 from hydra.core.hydra_config import HydraConfig

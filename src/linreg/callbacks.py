@@ -14,7 +14,7 @@ from linreg.model import LinearRegressor
 
 
 class DivergenceGuard(pl.Callback):
-    """Stops the fit at the first non-finite training loss, before the weights reach a checkpoint."""
+    """Stops the fit at the first non-finite training loss, before it reaches a checkpoint."""
 
     def on_train_batch_end(
         self,

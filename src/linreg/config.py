@@ -1,4 +1,4 @@
-"""Typed schemas for the YAML configs in `conf/`, and the value checks that types alone cannot express.
+"""Typed schemas for the YAML configs in `conf/`, and the value checks types cannot express.
 
 Each YAML option file names its schema in its defaults list (`/schema/<group>@_here_: <name>`), so a
 mistyped key or a value of the wrong type is rejected by Hydra at composition, with the key named,
@@ -136,7 +136,7 @@ class ExportConfig:
 
 @dataclass
 class TrainConfig:
-    """The composed run config. Groups whose options differ in shape are typed by their own schemas."""
+    """The composed run config; groups whose options differ in shape have per-option schemas."""
 
     data: DataConfig = MISSING
     model: ModelConfig = MISSING

@@ -1,4 +1,4 @@
-"""The project's user-facing failures: each is shown as one line and ends the run with exit status 1."""
+"""User-facing failures: each is shown as one line and ends the run with exit status 1."""
 
 
 class LinregError(Exception):

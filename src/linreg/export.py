@@ -74,8 +74,9 @@ def verify_onnx(path: Path, model: nn.Module, features: Tensor, atol: float, rto
 
 @contextmanager
 def _quiet_exporter() -> Iterator[None]:
-    """Mutes the exporter's own chatter (notices about optional torchvision operators, graph-pass
-    progress, a dependency's deprecation warning) while exporting; every other warning still shows."""
+    """Mutes the exporter's own chatter while exporting: notices about optional torchvision
+    operators, graph-pass progress, a dependency's deprecation warning. Other warnings still show.
+    """
     loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:

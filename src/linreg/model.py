@@ -1,4 +1,4 @@
-"""The model: standardisation plus `nn.Linear`, and the LightningModule that trains and scores it."""
+"""The model (standardisation plus `nn.Linear`) and the LightningModule that trains it."""
 
 from __future__ import annotations
 
@@ -112,10 +112,13 @@ class LinearRegressionModule(pl.LightningModule):
         self.train_epoch_loss.update(loss.detach(), weight=len(features))
         return loss
 
+    def on_train_epoch_start(self) -> None:
+        # The rate this epoch trains with (epoch schedulers step before on_train_epoch_end).
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+
     def on_train_epoch_end(self) -> None:
         self.log("train/epoch_loss", self.train_epoch_loss.compute())
         self.train_epoch_loss.reset()
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         features, targets = batch

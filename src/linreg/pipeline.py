@@ -1,7 +1,7 @@
 """One training run, start to finish: the straight road that `train.py` drives.
 
-validate -> seed -> build data, model, trainer -> fit -> test the best checkpoint -> export it to ONNX
--> verify the ONNX file with onnxruntime -> write metrics.json -> return val/loss for sweepers.
+validate -> seed -> build data, model, trainer -> fit -> test the best checkpoint -> export it to
+ONNX -> verify the ONNX file with onnxruntime -> write metrics.json -> return val/loss for sweepers.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from torch import Tensor
 
 
 def least_squares(features: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-    """Weight (n_targets, n_features) and bias (n_targets,) minimising the squared error, in float64."""
+    """Weight (n_targets, n_features) and bias (n_targets,) of the least-squares fit, in float64."""
     design = torch.cat(
         [features.double(), torch.ones(len(features), 1, dtype=torch.float64)], dim=1
     )

@@ -15,7 +15,7 @@ HPARAM_SECTIONS = ("data", "model", "optimizer", "scheduler", "trainer", "seed")
 
 
 def flatten_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """`optimizer.lr`-style keys with scalar values, as the HParams tab and sweep reports want them."""
+    """`optimizer.lr`-style keys with scalar values, as the HParams tab and reports want them."""
     flat: dict[str, Any] = {}
 
     def visit(prefix: str, node: Any) -> None:

@@ -1,0 +1,54 @@
+"""Shared helpers: compose the real configs, and run the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import linreg.config  # noqa: F401  (registers the schemas the YAML files extend)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "conf"
+
+# Small enough to train in about a second, large enough to land near the noise floor.
+FAST = (
+    "data.n_samples=8000",
+    "data.batch_size=64",
+    "trainer.max_epochs=6",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+)
+
+
+def compose_config(overrides: Sequence[str] = (), output_dir: Path | None = None) -> DictConfig:
+    """The config `train.py` would see, with the run folder pointed at `output_dir`."""
+    extra = [f"paths.output_dir={output_dir}"] if output_dir else ["paths.output_dir=unused"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=[*overrides, *extra])
+
+
+def run_cli(
+    args: Sequence[str], run_dir: Path, script: str = "train.py"
+) -> subprocess.CompletedProcess[str]:
+    """`python train.py ARGS` from the project root, with its Hydra run folder at `run_dir`."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli([*FAST, *args], tmp_path / "run")
+
+    return run

@@ -1,0 +1,99 @@
+"""The real `python train.py` in a subprocess: a good run, and every bad input's one-line error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, run_cli
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: ")
+    assert message in last_line
+
+
+def test_cli_run_fills_the_run_folder_and_prints_where(cli: Cli, tmp_path: Path) -> None:
+    result = cli("optimizer=adam", "scheduler=plateau")
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "run"
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    assert summary["overrides"][-2:] == ["optimizer=adam", "scheduler=plateau"]
+    assert summary["metrics"]["test/mse"] <= 1.02 * summary["metrics"]["reference/test_mse"]
+    assert (run_dir / "model.onnx").is_file()
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert f"tensorboard --logdir {run_dir}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["data.n_samples=0"], "data.n_samples=0 is invalid: must be >= 1"),
+        (["data.batch_size=0"], "data.batch_size=0 is invalid: must be >= 1"),
+        (["optimizer.lr=-1"], "optimizer.lr=-1.0 is invalid: must be > 0"),
+        (["data.train_fraction=0.5"], "must add up to 1, got 0.5 + 0.15 + 0.15 = 0.8"),
+        (["data.n_features=6000"], "data.n_features=6000 is invalid: needs fewer features"),
+        (["trainer.devices=abc"], "trainer: `devices` selected with `CPUAccelerator`"),
+    ],
+)
+def test_invalid_value_gives_one_line_naming_key_and_exit_1(
+    cli: Cli, args: list[str], message: str
+) -> None:
+    assert_one_line_error(cli(*args), message)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_gpu_accelerator_without_cuda_says_so_and_how_to_run_on_cpu(cli: Cli) -> None:
+    assert_one_line_error(cli("trainer.accelerator=gpu"), "no CUDA GPU was found")
+    assert "trainer.accelerator=cpu" in cli("trainer=gpu").stderr
+
+
+def test_diverging_run_stops_naming_the_step_and_exports_nothing(cli: Cli, tmp_path: Path) -> None:
+    result = cli("optimizer=sgd", "optimizer.lr=1e3")
+    assert_one_line_error(result, "training diverged at step ")
+    assert "optimizer.lr=1000" in result.stderr
+    assert not (tmp_path / "run" / "model.onnx").exists()
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_unknown_option_lists_the_available_ones(cli: Cli) -> None:
+    result = cli("optimizer=adamm")
+    assert result.returncode == 1
+    assert "Could not find 'optimizer/adamm'" in result.stderr
+    assert "\tadam\n\tadamw\n\trmsprop\n\tsgd" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("arg", "key"), [("optimizer.lr=abc", "optimizer.lr"), ("data.n_sample=5", "data.n_sample")]
+)
+def test_wrong_type_or_unknown_key_names_the_key(cli: Cli, arg: str, key: str) -> None:
+    result = cli(arg)
+    assert result.returncode == 1
+    assert f"full_key: {key}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_every_config_group_and_option(tmp_path: Path) -> None:
+    result = run_cli(["--help"], tmp_path)
+    assert result.returncode == 0
+    assert "optimizer: adam, adamw, rmsprop, sgd" in result.stdout
+    assert "scheduler: cosine, none, plateau, step" in result.stdout
+
+
+@pytest.mark.slow
+def test_default_run_finishes_near_the_noise_floor(tmp_path: Path) -> None:
+    result = run_cli([], tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["metrics"]["test/mse"] <= 1.01 * summary["metrics"]["reference/test_mse"]
+    assert summary["metrics"]["test/mse"] == pytest.approx(0.25, rel=0.1)
+    assert (ROOT / "conf" / "train.yaml").is_file()

@@ -1,0 +1,103 @@
+"""Every config option composes, and bad values are caught before any work, naming the key."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import CONF_DIR, compose_config
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ValidationError
+
+from linreg.config import split_sizes, validate
+from linreg.errors import ConfigError
+
+GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths")
+
+
+def all_options() -> list[tuple[str, str]]:
+    return [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
+
+
+def test_shipped_groups_have_the_documented_options() -> None:
+    options = {group: [] for group in GROUPS}
+    for group, name in all_options():
+        options[group].append(name)
+    assert options["optimizer"] == ["adam", "adamw", "rmsprop", "sgd"]
+    assert options["scheduler"] == ["cosine", "none", "plateau", "step"]
+    assert options["logger"] == ["csv", "none", "tensorboard"]
+
+
+@pytest.mark.parametrize(("group", "option"), all_options())
+def test_every_option_of_every_group_composes_and_resolves(group: str, option: str) -> None:
+    cfg = compose_config([f"{group}={option}"])
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert set(resolved) >= {"data", "optimizer", "trainer", "export", "seed"}
+    validate(cfg)
+
+
+def test_defaults_are_sgd_with_cosine_on_cpu_logging_to_tensorboard() -> None:
+    cfg = compose_config()
+    assert cfg.optimizer._target_ == "torch.optim.SGD"
+    assert cfg.scheduler.T_max == cfg.trainer.max_epochs
+    assert cfg.trainer.accelerator == "cpu"
+    assert list(cfg.logger) == ["tensorboard"]
+    assert cfg.data.seed == cfg.seed
+
+
+def test_scheduler_none_composes_to_no_scheduler() -> None:
+    assert not compose_config(["scheduler=none"]).scheduler
+
+
+def test_mistyped_key_is_rejected_at_composition_naming_the_key() -> None:
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config(["data.n_sample=10"])
+    assert isinstance(info.value.__cause__, ConfigAttributeError)
+    assert info.value.__cause__.full_key == "data.n_sample"
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("optimizer.lr=abc", "optimizer.lr"), ("data.batch_size=big", "data.batch_size")],
+)
+def test_wrong_type_is_rejected_at_composition_naming_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config([override])
+    cause = info.value.__cause__
+    assert isinstance(cause, ValidationError)
+    assert cause.full_key == key
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.n_samples=0"], "data.n_samples=0 is invalid: must be >= 1"),
+        (["data.batch_size=0"], "data.batch_size=0 is invalid: must be >= 1"),
+        (["data.noise_std=-1"], "data.noise_std=-1.0 is invalid: must be >= 0"),
+        (["optimizer.lr=-1"], "optimizer.lr=-1.0 is invalid: must be > 0"),
+        (["optimizer=adam", "optimizer.betas=[0.9,1.5]"], "optimizer.betas=[0.9, 1.5] is invalid"),
+        (["data.val_fraction=0"], "data.val_fraction=0.0 is invalid"),
+        (
+            ["data.train_fraction=0.9"],
+            "must add up to 1, got 0.9 + 0.15 + 0.15 = 1.2",
+        ),
+        (["data.n_samples=5"], "data.n_samples=5 is invalid: too few rows for the val/test splits"),
+        (["data.n_features=900", "data.n_samples=1000"], "data.n_features=900 is invalid"),
+        (["trainer.accelerator=tpuu"], "trainer.accelerator='tpuu' is invalid: choose one of"),
+        (["trainer.precision=8"], "trainer.precision='8' is invalid"),
+        (["trainer.max_epochs=0"], "trainer.max_epochs=0 is invalid"),
+    ],
+)
+def test_invalid_values_raise_one_config_error_naming_key_and_value(
+    overrides: list[str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate(compose_config(overrides))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("n_samples", [10, 999, 1000, 20_000])
+def test_split_sizes_cover_every_row(n_samples: int) -> None:
+    sizes = split_sizes(n_samples, (0.7, 0.15, 0.15))
+    assert sum(sizes) == n_samples
+    assert sizes[0] == int(n_samples * 0.7)

@@ -1,0 +1,116 @@
+"""The synthetic data: reproducible, disjoint splits, a known answer, and whole-batch shuffling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from linreg.data import EpochShuffler, SyntheticRegressionDataModule, WholeBatchLoader
+from linreg.reference import least_squares
+
+SETTINGS = dict(
+    n_samples=1000,
+    n_features=5,
+    n_targets=2,
+    noise_std=0.1,
+    feature_scale=5.0,
+    feature_offset=3.0,
+    train_fraction=0.7,
+    val_fraction=0.15,
+    test_fraction=0.15,
+    batch_size=64,
+    seed=7,
+)
+
+
+def datamodule(**changes: object) -> SyntheticRegressionDataModule:
+    dm = SyntheticRegressionDataModule(**{**SETTINGS, **changes})
+    dm.setup()
+    return dm
+
+
+def test_same_seed_gives_bit_identical_data_and_ground_truth() -> None:
+    first, second = datamodule(), datamodule()
+    for name in ("train", "val", "test"):
+        for a, b in zip(first.split(name), second.split(name), strict=True):
+            assert torch.equal(a, b)
+    assert torch.equal(first.ground_truth.weight, second.ground_truth.weight)
+    assert torch.equal(first.ground_truth.bias, second.ground_truth.bias)
+
+
+def test_different_seed_gives_different_data() -> None:
+    assert not torch.equal(datamodule().split("train")[0], datamodule(seed=8).split("train")[0])
+
+
+def test_splits_are_disjoint_and_cover_every_row_in_the_configured_proportions() -> None:
+    dm = datamodule()
+    sizes = [len(dm.split(name)[0]) for name in ("train", "val", "test")]
+    assert sizes == [700, 150, 150]
+    rows = torch.cat([dm.split(name)[0] for name in ("train", "val", "test")])
+    assert len(torch.unique(rows, dim=0)) == 1000
+
+
+def test_targets_follow_the_ground_truth_up_to_the_noise() -> None:
+    dm = datamodule()
+    features, targets = dm.split("train")
+    residual = targets - (features @ dm.ground_truth.weight.T + dm.ground_truth.bias)
+    assert residual.shape == (700, 2)
+    assert residual.std().item() == pytest.approx(0.1, rel=0.1)
+
+
+def test_noise_free_data_is_solved_exactly_by_least_squares() -> None:
+    dm = datamodule(noise_std=0.0)
+    weight, bias = least_squares(*dm.split("train"))
+    torch.testing.assert_close(weight.float(), dm.ground_truth.weight, atol=1e-4, rtol=0)
+    torch.testing.assert_close(bias.float(), dm.ground_truth.bias, atol=1e-4, rtol=0)
+
+
+def test_features_are_offset_and_scaled_so_standardisation_matters() -> None:
+    features, _ = datamodule(n_samples=20_000).split("train")
+    assert features.mean().item() == pytest.approx(3.0, abs=0.1)
+    assert features.std().item() == pytest.approx(5.0, rel=0.05)
+
+
+def loader(n_rows: int = 100, batch_size: int = 32, seed: int = 0) -> WholeBatchLoader:
+    features = torch.arange(n_rows, dtype=torch.float32).unsqueeze(1)
+    return WholeBatchLoader(features, features * 2, batch_size, EpochShuffler(n_rows, seed))
+
+
+def epoch_order(batches: WholeBatchLoader, epoch: int) -> torch.Tensor:
+    batches.sampler.set_epoch(epoch)
+    return torch.cat([features for features, _ in batches]).squeeze(1)
+
+
+def test_every_sample_is_seen_exactly_once_per_epoch_in_whole_batches() -> None:
+    batches = loader()
+    assert len(batches) == 4
+    sizes = [len(features) for features, _ in batches]
+    assert sizes == [32, 32, 32, 4]
+    assert sorted(epoch_order(batches, 0).tolist()) == list(range(100))
+
+
+def test_features_and_targets_stay_paired_after_shuffling() -> None:
+    for features, targets in loader():
+        assert torch.equal(targets, features * 2)
+
+
+def test_order_differs_between_epochs_and_repeats_for_the_same_seed_and_epoch() -> None:
+    batches = loader()
+    first, second = epoch_order(batches, 0), epoch_order(batches, 1)
+    assert not torch.equal(first, second)
+    assert torch.equal(epoch_order(loader(), 1), second)
+    assert not torch.equal(epoch_order(loader(seed=1), 1), second)
+
+
+def test_eval_loaders_keep_the_split_order() -> None:
+    dm = datamodule()
+    features = torch.cat([batch[0] for batch in dm.val_dataloader()])
+    assert torch.equal(features, dm.split("val")[0])
+    assert dm.val_dataloader().sampler is None
+    assert dm.train_dataloader().sampler is not None
+
+
+def test_batches_are_views_of_one_permuted_copy_not_per_sample_gathers() -> None:
+    batches = loader()
+    (first, _), (second, _) = list(batches)[:2]
+    assert first.untyped_storage().data_ptr() == second.untyped_storage().data_ptr()

@@ -1,0 +1,82 @@
+"""ONNX export: one self-contained file, any batch size, checked with onnxruntime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import onnxruntime
+import pytest
+import torch
+
+from linreg.errors import ExportError
+from linreg.export import export_onnx, verify_onnx
+from linreg.model import LinearRegressor
+
+
+@pytest.fixture
+def regressor() -> LinearRegressor:
+    torch.manual_seed(0)
+    model = LinearRegressor(6, 2)
+    model.standardize.fit_(torch.randn(300, 6) * 5 + 3)
+    return model
+
+
+def test_onnx_matches_torch_on_unseen_batch_size(
+    regressor: LinearRegressor, tmp_path: Path
+) -> None:
+    path = export_onnx(regressor, 6, tmp_path / "model.onnx", opset=20)
+    features = torch.randn(37, 6) * 5 + 3
+    max_abs_diff = verify_onnx(path, regressor, features, atol=1e-5, rtol=0)
+    assert max_abs_diff <= 1e-5
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (outputs,) = session.run(None, {"features": features[:5].numpy()})
+    assert outputs.shape == (5, 2)
+
+
+def test_onnx_file_is_self_contained_with_a_dynamic_batch_axis(
+    regressor: LinearRegressor, tmp_path: Path
+) -> None:
+    path = export_onnx(regressor, 6, tmp_path / "model.onnx", opset=20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+    graph = onnx.load(str(path)).graph
+    (model_input,) = graph.input
+    dims = model_input.type.tensor_type.shape.dim
+    assert model_input.name == "features"
+    assert dims[0].dim_param and not dims[0].dim_value
+    assert dims[1].dim_value == 6
+    assert [out.name for out in graph.output] == ["predictions"]
+
+
+def test_onnx_takes_raw_features_because_standardisation_is_inside(
+    regressor: LinearRegressor, tmp_path: Path
+) -> None:
+    path = export_onnx(regressor, 6, tmp_path / "model.onnx", opset=20)
+    raw = torch.full((1, 6), 100.0)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (outputs,) = session.run(None, {"features": raw.numpy()})
+    weight, bias = regressor.raw_parameters()
+    torch.testing.assert_close(
+        torch.from_numpy(outputs), raw @ weight.T + bias, rtol=1e-5, atol=1e-4
+    )
+
+
+def test_export_refuses_non_finite_weights(regressor: LinearRegressor, tmp_path: Path) -> None:
+    with torch.no_grad():
+        regressor.linear.weight[0, 0] = float("nan")
+    with pytest.raises(ExportError, match="non-finite weights"):
+        export_onnx(regressor, 6, tmp_path / "model.onnx", opset=20)
+    assert not (tmp_path / "model.onnx").exists()
+
+
+def test_verify_fails_loudly_when_onnx_and_torch_disagree(
+    regressor: LinearRegressor, tmp_path: Path
+) -> None:
+    path = export_onnx(regressor, 6, tmp_path / "model.onnx", opset=20)
+    with torch.no_grad():
+        regressor.linear.bias += 1e-3
+    with pytest.raises(
+        ExportError, match=r"disagrees with PyTorch on 37 rows: max abs diff 0\.001"
+    ):
+        verify_onnx(path, regressor, torch.randn(37, 6), atol=1e-5, rtol=1e-6)

@@ -1,0 +1,92 @@
+"""The model, its standardisation, and every optimizer/scheduler combination from the configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import compose_config
+from hydra.utils import instantiate
+
+from linreg.model import LinearRegressionModule, LinearRegressor
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULERS = ("none", "cosine", "step", "plateau")
+
+
+def test_standardisation_uses_the_statistics_it_was_fitted_on() -> None:
+    regressor = LinearRegressor(3, 1)
+    train = torch.randn(500, 3) * torch.tensor([1.0, 10.0, 100.0]) + 7
+    regressor.standardize.fit_(train)
+    standardized = regressor.standardize(train)
+    torch.testing.assert_close(standardized.mean(0), torch.zeros(3), atol=1e-4, rtol=0)
+    torch.testing.assert_close(standardized.std(0), torch.ones(3), atol=1e-4, rtol=0)
+    other = torch.randn(500, 3) + 100
+    assert regressor.standardize(other).mean().abs() > 1
+
+
+def test_constant_feature_is_left_unscaled_instead_of_dividing_by_zero() -> None:
+    regressor = LinearRegressor(2, 1)
+    regressor.standardize.fit_(torch.stack([torch.randn(50), torch.full((50,), 3.0)], dim=1))
+    assert regressor.standardize.std[1] == 1.0
+    assert torch.isfinite(regressor(torch.ones(4, 2))).all()
+
+
+def test_raw_parameters_reproduce_the_model_on_raw_features() -> None:
+    torch.manual_seed(0)
+    regressor = LinearRegressor(4, 2)
+    regressor.standardize.fit_(torch.randn(200, 4) * 3 + 2)
+    weight, bias = regressor.raw_parameters()
+    features = torch.randn(10, 4) * 3 + 2
+    torch.testing.assert_close(regressor(features), features @ weight.T + bias)
+
+
+def test_hyper_parameters_are_plain_values_only() -> None:
+    module = LinearRegressionModule(3, 2, optimizer=torch.optim.SGD)
+    assert dict(module.hparams) == {"n_features": 3, "n_targets": 2}
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_each_optimizer_and_scheduler_builds_and_steps(optimizer: str, scheduler: str) -> None:
+    cfg = compose_config([f"optimizer={optimizer}", f"scheduler={scheduler}"])
+    module = LinearRegressionModule(
+        3,
+        1,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
+    )
+    configured = module.configure_optimizers()
+    opt = configured["optimizer"] if isinstance(configured, dict) else configured
+    assert type(opt).__name__.lower() == optimizer
+    assert opt.param_groups[0]["lr"] == cfg.optimizer.lr
+
+    before = module.regressor.linear.weight.detach().clone()
+    features, targets = torch.randn(16, 3), torch.randn(16, 1)
+    loss = torch.nn.functional.mse_loss(module(features), targets)
+    loss.backward()
+    opt.step()
+    assert not torch.equal(before, module.regressor.linear.weight)
+
+    if isinstance(configured, dict):
+        schedule = configured["lr_scheduler"]
+        assert schedule["interval"] == "epoch"
+        if scheduler == "plateau":
+            for _ in range(5):
+                schedule["scheduler"].step(1.0)
+        else:
+            for _ in range(cfg.scheduler.get("step_size", 1)):
+                schedule["scheduler"].step()
+        assert opt.param_groups[0]["lr"] < cfg.optimizer.lr
+    else:
+        assert scheduler == "none"
+
+
+def test_evaluate_reports_the_stage_metrics_on_a_whole_split() -> None:
+    module = LinearRegressionModule(2, 1)
+    features = torch.randn(100, 2)
+    targets = module(features).detach() + 0.5
+    metrics = module.evaluate(features, targets, prefix="val/")
+    assert metrics["val/mse"] == pytest.approx(0.25)
+    assert metrics["val/loss"] == metrics["val/mse"]
+    assert metrics["val/mae"] == pytest.approx(0.5)
+    assert set(metrics) == {"val/mse", "val/mae", "val/r2", "val/explained_variance", "val/loss"}

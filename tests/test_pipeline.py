@@ -1,0 +1,196 @@
+"""End to end in-process: fit, test the best checkpoint, export, verify, and the run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import onnxruntime
+import pytest
+import torch
+from conftest import FAST, compose_config
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+from linreg.data import SyntheticRegressionDataModule
+from linreg.model import LinearRegressionModule
+from linreg.pipeline import train
+
+
+def run(output_dir: Path, *overrides: str) -> tuple[float, dict[str, Any]]:
+    objective = train(compose_config([*FAST, *overrides], output_dir), overrides=list(overrides))
+    return objective, json.loads((output_dir / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, dict[str, Any]]:
+    output_dir = tmp_path_factory.mktemp("run")
+    objective, summary = run(output_dir, "seed=3")
+    return output_dir, objective, summary
+
+
+def test_fit_lands_within_2_percent_of_the_least_squares_reference(default_run) -> None:
+    _, _, summary = default_run
+    metrics = summary["metrics"]
+    assert metrics["test/mse"] <= 1.02 * metrics["reference/test_mse"]
+    assert summary["test_mse_gap_to_reference"] == pytest.approx(
+        metrics["test/mse"] / metrics["reference/test_mse"] - 1
+    )
+    # The noise floor is noise_std**2 = 0.25.
+    assert metrics["test/mse"] == pytest.approx(0.25, rel=0.15)
+    assert metrics["test/r2"] > 0.99
+
+
+def test_fit_recovers_the_ground_truth_weights(default_run) -> None:
+    output_dir, _, summary = default_run
+    assert summary["metrics"]["params/weight_error"] < 0.01
+    assert summary["metrics"]["params/bias_error"] < 0.05
+
+    best = LinearRegressionModule.load_from_checkpoint(
+        output_dir / summary["paths"]["best_checkpoint"], weights_only=True
+    )
+    cfg = compose_config([*FAST, "seed=3"])
+    datamodule = SyntheticRegressionDataModule(
+        **{k: v for k, v in cfg.data.items() if k != "_target_"}
+    )
+    datamodule.setup()
+    weight, _ = best.regressor.raw_parameters()
+    torch.testing.assert_close(weight, datamodule.ground_truth.weight, atol=0.02, rtol=0)
+
+
+def test_objective_is_the_best_val_loss_and_matches_the_summary(default_run) -> None:
+    _, objective, summary = default_run
+    assert summary["objective"] == {"name": "val/loss", "value": objective}
+    assert summary["metrics"]["val/loss"] == pytest.approx(objective)
+    assert summary["status"] == "completed"
+    assert summary["overrides"] == ["seed=3"]
+    assert summary["epochs"] == 6
+
+
+def test_run_folder_holds_checkpoints_onnx_events_and_summary(default_run) -> None:
+    output_dir, _, summary = default_run
+    paths = summary["paths"]
+    assert paths["onnx"] == "model.onnx"
+    assert paths["last_checkpoint"] == "checkpoints/last.ckpt"
+    assert paths["best_checkpoint"].startswith("checkpoints/epoch")
+    for relative in paths.values():
+        assert (output_dir / relative).is_file()
+    assert list((output_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_checkpoint_loads_with_weights_only_and_holds_plain_hparams(default_run) -> None:
+    output_dir, _, summary = default_run
+    checkpoint = torch.load(output_dir / summary["paths"]["best_checkpoint"], weights_only=True)
+    assert checkpoint["hyper_parameters"] == {"n_features": 8, "n_targets": 1}
+    assert checkpoint["datamodule_hyper_parameters"]["n_samples"] == 8000
+    assert "regressor.standardize.mean" in checkpoint["state_dict"]
+
+
+def test_exported_onnx_reproduces_the_best_checkpoint(default_run) -> None:
+    output_dir, _, summary = default_run
+    assert summary["metrics"]["export/onnx_max_abs_diff"] <= 1e-5
+    best = LinearRegressionModule.load_from_checkpoint(
+        output_dir / summary["paths"]["best_checkpoint"], weights_only=True
+    )
+    features = torch.randn(11, 8) * 5 + 3
+    session = onnxruntime.InferenceSession(str(output_dir / "model.onnx"))
+    (predictions,) = session.run(None, {"features": features.numpy()})
+    with torch.no_grad():
+        expected = best(features)
+    torch.testing.assert_close(torch.from_numpy(predictions), expected, atol=1e-5, rtol=1e-6)
+
+
+def tensorboard_events(output_dir: Path) -> EventAccumulator:
+    events = EventAccumulator(str(output_dir / "tensorboard"))
+    events.Reload()
+    return events
+
+
+def test_tensorboard_has_the_named_scalars_per_stage(default_run) -> None:
+    output_dir, _, _ = default_run
+    events = tensorboard_events(output_dir)
+    tags = set(events.Tags()["scalars"])
+    expected = {
+        "train/loss",
+        "train/epoch_loss",
+        "train/lr",
+        "val/loss",
+        "val/mse",
+        "val/mae",
+        "val/r2",
+        "val/explained_variance",
+        "params/weight_error",
+        "params/bias_error",
+        "test/loss",
+        "test/mse",
+        "test/r2",
+    }
+    assert expected <= tags
+    val_loss = [event.value for event in events.Scalars("val/loss")]
+    assert len(val_loss) == 6
+    assert val_loss[-1] < val_loss[0]
+    learning_rates = [event.value for event in events.Scalars("train/lr")]
+    assert learning_rates[0] == pytest.approx(0.05)
+    assert learning_rates == sorted(learning_rates, reverse=True)
+
+
+def test_tensorboard_hparams_carry_the_config_and_real_final_metrics(default_run) -> None:
+    output_dir, _, summary = default_run
+    events = tensorboard_events(output_dir)
+    content = events.PluginTagToContent("hparams")
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    metric_tags = {info.name.tag for info in experiment.metric_infos}
+    assert {"hp/val/loss", "hp/test/mse", "hp/reference/test_mse"} <= metric_tags
+    session = HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    hparams = session.session_start_info.hparams
+    assert hparams["optimizer.lr"].number_value == pytest.approx(0.05)
+    assert hparams["optimizer._target_"].string_value == "torch.optim.SGD"
+    assert hparams["data.n_samples"].number_value == 8000
+    (final_val_loss,) = events.Scalars("hp/val/loss")
+    assert final_val_loss.value == pytest.approx(summary["metrics"]["val/loss"])
+    assert "hp_metric" not in events.Tags()["scalars"]
+
+
+def test_multi_output_regression_exports_one_column_per_target(tmp_path: Path) -> None:
+    _, summary = run(tmp_path, "data.n_targets=3", "optimizer=adam")
+    assert summary["metrics"]["test/mse"] <= 1.02 * summary["metrics"]["reference/test_mse"]
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    (predictions,) = session.run(None, {"features": torch.randn(4, 8).numpy()})
+    assert predictions.shape == (4, 3)
+
+
+def test_csv_logger_writes_metrics_csv_and_no_event_files(tmp_path: Path) -> None:
+    run(tmp_path, "logger=csv", "export.enabled=false")
+    header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/loss", "val/loss", "test/mse"} <= set(header)
+    assert not (tmp_path / "tensorboard").exists()
+    assert not (tmp_path / "model.onnx").exists()
+
+
+def test_logger_none_still_writes_the_summary(tmp_path: Path) -> None:
+    _, summary = run(tmp_path, "logger=none")
+    assert summary["metrics"]["test/mse"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoints",
+        "metrics.json",
+        "model.onnx",
+    ]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_run_keeps_data_on_the_device_and_matches_the_reference(tmp_path: Path) -> None:
+    _, summary = run(tmp_path, "trainer=gpu")
+    assert summary["metrics"]["test/mse"] <= 1.02 * summary["metrics"]["reference/test_mse"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop"])
+def test_every_optimizer_default_reaches_the_reference_on_default_data(
+    tmp_path: Path, optimizer: str
+) -> None:
+    cfg = compose_config([f"optimizer={optimizer}", "trainer.enable_progress_bar=false"], tmp_path)
+    train(cfg)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert metrics["test/mse"] <= 1.01 * metrics["reference/test_mse"]
