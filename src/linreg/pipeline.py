@@ -45,13 +45,16 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
     module = build_module(cfg, datamodule)
     trainer = build_trainer(cfg)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False)
+    # Every checkpoint load refuses pickled code: checkpoints hold plain values only.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    (test_metrics,) = trainer.test(
+        module, datamodule=datamodule, ckpt_path="best", verbose=False, weights_only=True
+    )
     best_path = Path(trainer.checkpoint_callback.best_model_path)
     if not trainer.is_global_zero:
         return float(trainer.checkpoint_callback.best_model_score)
 
-    # Reloading the file (not reusing `module`) proves the checkpoint loads with weights_only=True.
+    # Reloading the file (not reusing `module`) gives export exactly what the checkpoint holds.
     best = LinearRegressionModule.load_from_checkpoint(
         best_path, map_location="cpu", weights_only=True
     )
