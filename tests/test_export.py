@@ -11,7 +11,7 @@ import torch
 
 from linreg.errors import ExportError
 from linreg.export import export_onnx, verify_onnx
-from linreg.model import LinearRegressor
+from linreg.regressor import LinearRegressor
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import torch
 from conftest import compose_config
 from hydra.utils import instantiate
 
-from linreg.model import LinearRegressionModule, LinearRegressor
+from linreg.model import LinearRegressionModule
+from linreg.regressor import LinearRegressor
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULERS = ("none", "cosine", "step", "plateau")

@@ -22,7 +22,8 @@ import torch
 from linreg.cli import tidy_lightning_output
 from linreg.data import SyntheticRegressionDataModule
 from linreg.export import export_onnx
-from linreg.model import LinearRegressionModule, LinearRegressor
+from linreg.model import LinearRegressionModule
+from linreg.regressor import LinearRegressor
 
 
 def main(workdir: Path | None = None) -> dict[str, Any]:

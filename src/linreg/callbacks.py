@@ -10,7 +10,7 @@ import torch
 
 from linreg.data import GroundTruth
 from linreg.errors import DivergenceError
-from linreg.model import LinearRegressor
+from linreg.regressor import LinearRegressor
 
 
 class DivergenceGuard(pl.Callback):

@@ -14,12 +14,12 @@ T = TypeVar("T")
 
 
 def exit_on_user_error(run: Callable[[], T]) -> T:
-    """Runs `run`; a LinregError becomes `error: <message>` on stderr and exit status 1."""
+    """Runs `run`; a LinregError becomes `error: <message>` on stderr and its exit status (1)."""
     try:
         return run()
     except LinregError as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(err.exit_code)
 
 
 class _DropProductTips(logging.Filter):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from linreg.errors import ConfigError
 
@@ -152,10 +152,20 @@ class TrainConfig:
     task_name: str = "train"
 
 
+@dataclass
+class EvalConfig:
+    """`eval.py`: which checkpoint, and where; the data comes from the run's own config."""
+
+    ckpt_path: str = MISSING
+    accelerator: str = "cpu"
+    task_name: str = "eval"
+
+
 def register_configs() -> None:
     """Put the schemas where the YAML files' defaults lists look for them."""
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
+    store.store(name="eval_schema", node=EvalConfig)
     for group, name, node in [
         ("data", "synthetic", DataConfig),
         ("model", "linear", ModelConfig),
@@ -171,7 +181,23 @@ def register_configs() -> None:
         store.store(group=f"schema/{group}", name=name, node=node)
 
 
+def resumed_run_dir(ckpt_path: str | None, new_run_dir: str) -> str:
+    """Hydra's run folder: a resumed run (ckpt_path set) continues in the folder it came from."""
+    if not ckpt_path:
+        return new_run_dir
+    from linreg.runs import run_dir_of  # imports torch: only paid when resuming
+
+    return str(run_dir_of(ckpt_path))
+
+
+def saved_config_subdir(ckpt_path: str | None, timestamp: str) -> str:
+    """Where Hydra saves the composed config: a resume must not overwrite the run's original."""
+    return f".hydra/resumed/{timestamp}" if ckpt_path else ".hydra"
+
+
 register_configs()
+OmegaConf.register_new_resolver("linreg.run_dir", resumed_run_dir, replace=True)
+OmegaConf.register_new_resolver("linreg.config_subdir", saved_config_subdir, replace=True)
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true")

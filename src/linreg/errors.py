@@ -1,8 +1,16 @@
 """User-facing failures: each is shown as one line and ends the run with exit status 1."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message, for wrapping a library's error in one of ours."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class LinregError(Exception):
     """A user mistake or an unusable result; programmer errors stay ordinary exceptions."""
+
+    exit_code = 1
 
 
 class ConfigError(LinregError):
@@ -15,3 +23,9 @@ class DivergenceError(LinregError):
 
 class ExportError(LinregError):
     """The exported ONNX model does not reproduce the PyTorch model."""
+
+
+class RunInterruptedError(LinregError):
+    """The run was asked to stop (SIGTERM, as schedulers send before pre-emption)."""
+
+    exit_code = 128 + 15  # what a shell reports for a process ended by SIGTERM

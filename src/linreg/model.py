@@ -1,8 +1,8 @@
-"""The model (standardisation plus `nn.Linear`) and the LightningModule that trains it."""
+"""The LightningModule that trains and scores a `LinearRegressor` (loss, metrics, optimizers)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import lightning.pytorch as pl
@@ -18,49 +18,10 @@ from torchmetrics.regression import (
     R2Score,
 )
 
+from linreg.regressor import LinearRegressor
+
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
-
-
-class Standardize(nn.Module):
-    """(x - mean) / std with statistics fitted on the training split, stored as buffers.
-
-    Buffers travel with the state_dict and the ONNX graph, so saved models take raw features.
-    """
-
-    def __init__(self, n_features: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(n_features))
-        self.register_buffer("std", torch.ones(n_features))
-
-    @torch.no_grad()
-    def fit_(self, features: Tensor) -> None:
-        self.mean.copy_(features.mean(dim=0))
-        # A constant feature would divide by zero; it carries no signal, so scale it by 1.
-        std = features.std(dim=0)
-        self.std.copy_(torch.where(std > 0, std, torch.ones_like(std)))
-
-    def forward(self, features: Tensor) -> Tensor:
-        return (features - self.mean) / self.std
-
-
-class LinearRegressor(nn.Module):
-    """The whole inference model: raw features in, predictions out."""
-
-    def __init__(self, n_features: int, n_targets: int) -> None:
-        super().__init__()
-        self.standardize = Standardize(n_features)
-        self.linear = nn.Linear(n_features, n_targets)
-
-    def forward(self, features: Tensor) -> Tensor:
-        return self.linear(self.standardize(features))
-
-    @torch.no_grad()
-    def raw_parameters(self) -> tuple[Tensor, Tensor]:
-        """Weight and bias in raw-feature units, comparable with the data's ground truth."""
-        weight = self.linear.weight / self.standardize.std
-        bias = self.linear.bias - weight @ self.standardize.mean
-        return weight, bias
 
 
 def regression_metrics(prefix: str) -> MetricCollection:
@@ -97,6 +58,13 @@ class LinearRegressionModule(pl.LightningModule):
         self.train_epoch_loss = MeanMetric()
         self.val_metrics = regression_metrics("val/")
         self.test_metrics = regression_metrics("test/")
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Mapping[str, Any]) -> LinearRegressionModule:
+        """The module of a checkpoint dict, as `linreg.runs.load_checkpoint` returns it."""
+        module = cls(**checkpoint["hyper_parameters"])
+        module.load_state_dict(checkpoint["state_dict"])
+        return module
 
     def forward(self, features: Tensor) -> Tensor:
         return self.regressor(features)

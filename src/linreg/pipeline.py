@@ -17,23 +17,35 @@ import torch
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from linreg.callbacks import parameter_error
 from linreg.config import validate
 from linreg.data import SyntheticRegressionDataModule
-from linreg.errors import ConfigError
+from linreg.errors import ConfigError, RunInterruptedError
 from linreg.export import export_onnx, verify_onnx
 from linreg.model import LinearRegressionModule
 from linreg.reference import reference_mse
+from linreg.runs import (
+    CHECKPOINT_DIR,
+    LAST_CHECKPOINT,
+    find_checkpoint,
+    load_checkpoint,
+    load_run_config,
+    run_dir_of,
+)
 from linreg.summary import flatten_hparams, write_json_atomic
 
 log = logging.getLogger(__name__)
 OBJECTIVE = "val/loss"
+RESUMABLE_OVERRIDES = ("ckpt_path", "trainer.max_epochs")
 
 
 def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
     """Run the whole pipeline for one composed config; returns the best `val/loss`."""
+    if cfg.ckpt_path:
+        cfg = resumed_config(cfg, overrides)
     validate(cfg)
     require_accelerator(cfg.trainer.accelerator)
     started = time.perf_counter()
@@ -46,7 +58,10 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
     trainer = build_trainer(cfg)
 
     # Every checkpoint load refuses pickled code: checkpoints hold plain values only.
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    except SIGTERMException as stop:
+        raise interrupted(trainer, output_dir) from stop
     (test_metrics,) = trainer.test(
         module, datamodule=datamodule, ckpt_path="best", verbose=False, weights_only=True
     )
@@ -55,9 +70,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
         return float(trainer.checkpoint_callback.best_model_score)
 
     # Reloading the file (not reusing `module`) gives export exactly what the checkpoint holds.
-    best = LinearRegressionModule.load_from_checkpoint(
-        best_path, map_location="cpu", weights_only=True
-    )
+    best = LinearRegressionModule.from_checkpoint(load_checkpoint(best_path))
     metrics = {**best.evaluate(*datamodule.split("val"), prefix="val/"), **test_metrics}
     metrics["reference/test_mse"] = reference_mse(
         datamodule.split("train"), datamodule.split("test")
@@ -99,6 +112,41 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
     write_json_atomic(output_dir / "metrics.json", summary)
     report(summary, output_dir)
     return metrics[OBJECTIVE]
+
+
+def resumed_config(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """The interrupted run's own saved config, pointed at its last checkpoint.
+
+    Resuming with other settings would silently mix two experiments in one folder, so the only
+    value that may change is `trainer.max_epochs` (to train a finished run for longer).
+    """
+    checkpoint = find_checkpoint(cfg.ckpt_path, "last", key="ckpt_path")
+    load_checkpoint(checkpoint)  # refuses pickled code before Lightning opens the file
+    changed = [o for o in overrides if o.split("=")[0] not in RESUMABLE_OVERRIDES]
+    if changed:
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path} resumes that run with its saved config; only "
+            f"trainer.max_epochs may change, got {' '.join(changed)}"
+        )
+    saved = load_run_config(run_dir_of(checkpoint))
+    saved.ckpt_path = str(checkpoint)
+    saved.paths.output_dir = cfg.paths.output_dir
+    if any(o.startswith("trainer.max_epochs=") for o in overrides):
+        saved.trainer.max_epochs = cfg.trainer.max_epochs
+    return saved
+
+
+def interrupted(trainer: pl.Trainer, output_dir: Path) -> RunInterruptedError:
+    where = f"in epoch {trainer.current_epoch} at step {trainer.global_step}"
+    if (output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file():
+        return RunInterruptedError(
+            f"stopped by SIGTERM {where}; the last finished epoch is saved in "
+            f"{output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT}: resume with "
+            f"`python train.py ckpt_path={output_dir}`"
+        )
+    return RunInterruptedError(
+        f"stopped by SIGTERM {where}, before any epoch finished: nothing to resume"
+    )
 
 
 def require_accelerator(accelerator: str) -> None:

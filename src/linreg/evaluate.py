@@ -1,0 +1,45 @@
+"""Score a saved checkpoint on the test split of the data its run was trained on."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from linreg.errors import ConfigError
+from linreg.model import LinearRegressionModule
+from linreg.pipeline import require_accelerator
+from linreg.runs import find_checkpoint, load_checkpoint, load_run_config, run_dir_of
+from linreg.summary import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
+    """Test metrics of `cfg.ckpt_path`, computed as in training; also written to metrics.json."""
+    if OmegaConf.is_missing(cfg, "ckpt_path"):
+        raise ConfigError("ckpt_path is required: python eval.py ckpt_path=<run folder or .ckpt>")
+    require_accelerator(cfg.accelerator)
+    checkpoint_path = find_checkpoint(cfg.ckpt_path, "best", key="ckpt_path")
+    module = LinearRegressionModule.from_checkpoint(load_checkpoint(checkpoint_path))
+    run_dir = run_dir_of(checkpoint_path)
+    datamodule = instantiate(load_run_config(run_dir).data)
+    trainer = pl.Trainer(
+        accelerator=cfg.accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
+    summary = {"checkpoint": str(checkpoint_path), "run_dir": str(run_dir), "metrics": metrics}
+    write_json_atomic(output_dir / "metrics.json", summary)
+    for name, value in sorted(metrics.items()):
+        log.info("%-24s %.6g", name, value)
+    log.info("checkpoint: %s", checkpoint_path)
+    log.info("written to: %s", output_dir / "metrics.json")
+    return metrics

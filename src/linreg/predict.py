@@ -1,0 +1,323 @@
+"""Batch prediction from a saved model, streamed in chunks with bounded memory.
+
+    python predict.py model=<run folder | model.onnx | file.ckpt> input=<file.csv | file.npy | ->
+                      [output=<file.csv | file.npy | ->] [chunk_rows=65536] [header=auto|yes|no]
+
+ONNX models run on onnxruntime and import neither torch, Lightning nor Hydra, so they start fast;
+checkpoints run on plain PyTorch. Output has one column per target. A file output is written to a
+temporary file and renamed at the end, so a failed run never leaves a partial file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from linreg.cli import exit_on_user_error
+from linreg.errors import LinregError, first_line
+
+USAGE = (
+    "usage: python predict.py model=<run folder|model.onnx|file.ckpt> input=<file.csv|file.npy|-> "
+    "[output=<file.csv|file.npy|->] [chunk_rows=65536] [header=auto|yes|no]"
+)
+HEADER_CHOICES = ("auto", "yes", "no")
+PROGRESS_MIN_BYTES = 50_000_000
+
+
+class PredictError(LinregError):
+    """Bad arguments, input or model file for predict.py."""
+
+
+@dataclass(frozen=True)
+class PredictArgs:
+    model: str
+    input: str
+    output: str = "-"
+    chunk_rows: int = 65_536
+    header: str = "auto"
+
+
+def parse_args(argv: Sequence[str]) -> PredictArgs:
+    """`key=value` arguments, like the other entry points; unknown keys are named, not ignored."""
+    values: dict[str, str] = {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in PredictArgs.__dataclass_fields__:
+            raise PredictError(f"unknown argument {arg!r}; {USAGE}")
+        values[key] = value
+    missing = [key for key in ("model", "input") if key not in values]
+    if missing:
+        raise PredictError(f"missing {' and '.join(missing)}; {USAGE}")
+    chunk_rows = values.get("chunk_rows", str(PredictArgs.chunk_rows))
+    if not chunk_rows.isdigit() or int(chunk_rows) < 1:
+        raise PredictError(f"chunk_rows={chunk_rows!r} is invalid: must be a positive integer")
+    header = values.get("header", "auto")
+    if header not in HEADER_CHOICES:
+        raise PredictError(
+            f"header={header!r} is invalid: choose one of {', '.join(HEADER_CHOICES)}"
+        )
+    return PredictArgs(values["model"], values["input"], values.get("output", "-"),
+                       int(chunk_rows), header)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------- models
+
+
+@dataclass
+class Predictor:
+    """A loaded model: how many features it takes, how many targets it gives, and the function."""
+
+    n_features: int
+    n_targets: int
+    predict: Callable[[np.ndarray], np.ndarray]
+
+
+def load_predictor(spec: str) -> Predictor:
+    path = Path(spec)
+    if not path.exists():
+        raise PredictError(f"model={spec}: no such file or folder")
+    if path.is_dir():
+        path = path / "model.onnx"
+        if not path.is_file():
+            raise PredictError(
+                f"model={spec}: the run folder has no model.onnx; pass a .ckpt instead"
+            )
+    if path.suffix == ".onnx":
+        return _onnx_predictor(path)
+    if path.suffix in (".ckpt", ".pt", ".pth"):
+        return _checkpoint_predictor(path)
+    raise PredictError(f"model={spec}: expected a run folder, a .onnx or a .ckpt file")
+
+
+def _onnx_predictor(path: Path) -> Predictor:
+    import onnxruntime
+
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own unexported exception types
+        raise PredictError(f"model={path} is not a valid ONNX model: {first_line(err)}") from err
+    (model_input,), (model_output,) = session.get_inputs(), session.get_outputs()
+    return Predictor(
+        n_features=model_input.shape[1],
+        n_targets=model_output.shape[1],
+        predict=lambda rows: session.run(None, {model_input.name: rows})[0],
+    )
+
+
+def _checkpoint_predictor(path: Path) -> Predictor:
+    import torch
+
+    from linreg.regressor import regressor_from_checkpoint
+    from linreg.runs import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    try:
+        regressor = regressor_from_checkpoint(checkpoint)
+    except (KeyError, RuntimeError, TypeError) as err:
+        raise PredictError(f"model={path} is not a linreg checkpoint: {first_line(err)}") from err
+
+    def predict(rows: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return regressor(torch.from_numpy(rows)).numpy()
+
+    return Predictor(regressor.linear.in_features, regressor.linear.out_features, predict)
+
+
+# ----------------------------------------------------------------------------------------- input
+
+
+def read_chunks(args: PredictArgs, n_features: int) -> Iterator[np.ndarray]:
+    """float32 chunks of at most `chunk_rows` rows, checked for shape and finiteness."""
+    if args.input == "-":
+        for chunk, _ in _csv_chunks(sys.stdin, "stdin", n_features, args):
+            yield chunk
+        return
+    path = Path(args.input)
+    if not path.is_file():
+        raise PredictError(f"input={args.input}: no such file")
+    if path.stat().st_size == 0:
+        raise PredictError(f"input={args.input} is empty")
+    if path.suffix == ".npy":
+        yield from _npy_chunks(path, n_features, args.chunk_rows)
+        return
+    with path.open(newline="") as handle, _progress(path.stat().st_size) as advance:
+        for chunk, lines in _csv_chunks(handle, path.name, n_features, args):
+            advance(sum(map(len, lines)))
+            yield chunk
+
+
+def _csv_chunks(
+    stream: IO[str], name: str, n_features: int, args: PredictArgs
+) -> Iterator[tuple[np.ndarray, list[str]]]:
+    """(parsed chunk, its raw lines), reading `chunk_rows` lines at a time."""
+    first_line_number = 1
+    rows_seen = 0
+    while lines := list(itertools.islice(stream, args.chunk_rows)):
+        data_lines, start = lines, first_line_number
+        if first_line_number == 1 and _is_header(lines[0], args.header):
+            data_lines, start = lines[1:], 2
+        chunk = _parse_csv(data_lines, start, name, n_features)
+        first_line_number += len(lines)
+        rows_seen += len(chunk)
+        if len(chunk):
+            yield chunk, lines
+    if rows_seen == 0:
+        raise PredictError(f"input={name} holds no data rows")
+
+
+def _is_header(line: str, header: str) -> bool:
+    if header != "auto":
+        return header == "yes"
+    try:
+        [float(cell) for cell in line.split(",")]
+    except ValueError:
+        return True
+    return False
+
+
+def _parse_csv(lines: list[str], first_line_number: int, name: str, n_features: int) -> np.ndarray:
+    """numpy's C parser for the common case; a line-by-line scan only to name a problem exactly."""
+    try:
+        chunk = np.loadtxt(lines, delimiter=",", dtype=np.float32, ndmin=2)
+    except ValueError:
+        chunk = None
+    if chunk is not None and (chunk.size == 0 or chunk.shape[1] == n_features):
+        if np.isfinite(chunk).all():
+            return chunk.reshape(-1, n_features)
+    _raise_first_problem(lines, first_line_number, name, n_features)
+    raise PredictError(f"input={name}: unreadable CSV near line {first_line_number}")
+
+
+def _raise_first_problem(lines: list[str], first: int, name: str, n_features: int) -> None:
+    for number, line in enumerate(lines, start=first):
+        if not line.strip():
+            continue
+        cells = line.rstrip("\r\n").split(",")
+        if len(cells) != n_features:
+            raise PredictError(
+                f"input={name} line {number} has {len(cells)} columns; "
+                f"the model takes {n_features} features"
+            )
+        for column, cell in enumerate(cells, start=1):
+            try:
+                value = np.float32(cell)
+            except ValueError:
+                raise PredictError(
+                    f"input={name} line {number}, column {column}: {cell.strip()!r} is not a number"
+                ) from None
+            if not math.isfinite(value):
+                raise PredictError(
+                    f"input={name} line {number}, column {column}: {cell.strip()!r} is not finite"
+                )
+
+
+def _npy_chunks(path: Path, n_features: int, chunk_rows: int) -> Iterator[np.ndarray]:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as err:
+        raise PredictError(f"input={path} is not a readable .npy file: {first_line(err)}") from err
+    if array.ndim != 2 or array.shape[1] != n_features or array.dtype.kind not in "fiu":
+        raise PredictError(
+            f"input={path} holds a {array.dtype} array of shape {array.shape}; "
+            f"the model takes numbers of shape (rows, {n_features})"
+        )
+    if len(array) == 0:
+        raise PredictError(f"input={path} holds no data rows")
+    with _progress(len(array)) as advance:
+        for start in range(0, len(array), chunk_rows):
+            chunk = np.ascontiguousarray(array[start : start + chunk_rows], dtype=np.float32)
+            bad = np.argwhere(~np.isfinite(chunk))
+            if len(bad):
+                row, column = bad[0]
+                raise PredictError(
+                    f"input={path} row {start + row + 1}, column {column + 1}: "
+                    f"{chunk[row, column]} is not finite"
+                )
+            advance(len(chunk))
+            yield chunk
+
+
+@contextlib.contextmanager
+def _progress(total: int) -> Iterator[Callable[[int], object]]:
+    """A progress bar on stderr for long inputs, only when a person is watching the terminal."""
+    if not sys.stderr.isatty() or total < PROGRESS_MIN_BYTES:
+        yield lambda _: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit_scale=True, file=sys.stderr, desc="predict") as bar:
+        yield bar.update
+
+
+# ---------------------------------------------------------------------------------------- output
+
+
+def write_predictions(chunks: Iterator[np.ndarray], output: str, n_targets: int) -> int:
+    """Write every chunk; a file appears only complete (temporary file, then rename)."""
+    if output == "-":
+        return _write_csv(chunks, sys.stdout)
+    target = Path(output)
+    if not target.parent.is_dir():
+        raise PredictError(f"output={output}: folder {target.parent} does not exist")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w" if target.suffix != ".npy" else "wb") as handle:
+            if target.suffix == ".npy":
+                rows = _write_npy(chunks, handle, tmp, n_targets)
+            else:
+                rows = _write_csv(chunks, handle)
+        os.replace(tmp, target)
+        return rows
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_csv(chunks: Iterator[np.ndarray], handle: IO[str]) -> int:
+    rows = 0
+    for chunk in chunks:
+        np.savetxt(handle, chunk, delimiter=",", fmt="%.9g")
+        rows += len(chunk)
+    return rows
+
+
+def _write_npy(chunks: Iterator[np.ndarray], handle: IO[bytes], tmp: Path, n_targets: int) -> int:
+    """Rows are not known up front: stream raw float32 to a side file, then add the .npy header."""
+    raw = tmp.with_suffix(".raw")
+    try:
+        rows = 0
+        with raw.open("wb") as side:
+            for chunk in chunks:
+                side.write(np.ascontiguousarray(chunk, dtype=np.float32).tobytes())
+                rows += len(chunk)
+        header = {"descr": "<f4", "fortran_order": False, "shape": (rows, n_targets)}
+        np.lib.format.write_array_header_2_0(handle, header)
+        with raw.open("rb") as side:
+            while block := side.read(1 << 24):
+                handle.write(block)
+        return rows
+    finally:
+        raw.unlink(missing_ok=True)
+
+
+def predict(args: PredictArgs) -> int:
+    """Run the whole prediction; returns the number of rows written."""
+    predictor = load_predictor(args.model)
+    chunks = read_chunks(args, predictor.n_features)
+    return write_predictions(
+        (predictor.predict(chunk) for chunk in chunks), args.output, predictor.n_targets
+    )
+
+
+def main(argv: Sequence[str]) -> None:
+    exit_on_user_error(lambda: predict(parse_args(argv)))

@@ -1,0 +1,81 @@
+"""Finding things in a run folder, and loading checkpoints without running pickled code.
+
+A run folder (see the README) holds `.hydra/config.yaml`, `checkpoints/{epochNNN,last}.ckpt`,
+`model.onnx` and `metrics.json`. Commands accept either the folder or a file inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from linreg.errors import LinregError, first_line
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+SAVED_CONFIG = Path(".hydra") / "config.yaml"
+
+
+class RunFolderError(LinregError):
+    """A path that should lead to a run folder, checkpoint or model does not."""
+
+
+def run_dir_of(path: str | Path) -> Path:
+    """The run folder a path names: the folder itself, or the folder a checkpoint lies in."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    return path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
+
+
+def find_checkpoint(path: str | Path, which: Literal["best", "last"], key: str) -> Path:
+    """The checkpoint `path` names: a .ckpt file as is, or a run folder's best or last one."""
+    path = Path(path)
+    if not path.exists():
+        raise RunFolderError(f"{key}={path}: no such file or folder")
+    if path.is_file():
+        return path
+    if which == "last":
+        candidate = path / CHECKPOINT_DIR / LAST_CHECKPOINT
+    else:
+        candidate = _best_checkpoint(path)
+    if not candidate.is_file():
+        raise RunFolderError(f"{key}={path}: no {which} checkpoint in {path / CHECKPOINT_DIR}")
+    return candidate
+
+
+def _best_checkpoint(run_dir: Path) -> Path:
+    summary = run_dir / "metrics.json"
+    if summary.is_file():
+        return run_dir / json.loads(summary.read_text())["paths"]["best_checkpoint"]
+    # An interrupted run has no summary yet: its best checkpoint is the one that is not last.ckpt.
+    candidates = sorted(
+        p for p in (run_dir / CHECKPOINT_DIR).glob("*.ckpt") if p.name != LAST_CHECKPOINT
+    )
+    return candidates[-1] if candidates else run_dir / CHECKPOINT_DIR / "best.ckpt"
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    """The config a run was trained with, as Hydra saved it."""
+    saved = run_dir / SAVED_CONFIG
+    if not saved.is_file():
+        raise RunFolderError(f"{run_dir} is not a run folder: {SAVED_CONFIG} is missing")
+    return OmegaConf.load(saved)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """`torch.load(weights_only=True)` with one-line errors: pickled code is refused, never run."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise RunFolderError(
+            f"refusing to load {path}: it holds pickled objects other than tensors and plain "
+            "values, which could run code (checkpoints are loaded with weights_only=True)"
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise RunFolderError(f"{path} is not a readable checkpoint: {first_line(err)}") from err
