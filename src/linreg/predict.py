@@ -66,8 +66,8 @@ def parse_args(argv: Sequence[str]) -> PredictArgs:
         raise PredictError(
             f"header={header!r} is invalid: choose one of {', '.join(HEADER_CHOICES)}"
         )
-    return PredictArgs(values["model"], values["input"], values.get("output", "-"),
-                       int(chunk_rows), header)  # fmt: skip
+    output = values.get("output", "-")
+    return PredictArgs(values["model"], values["input"], output, int(chunk_rows), header)
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -151,7 +151,7 @@ def read_chunks(args: PredictArgs, n_features: int) -> Iterator[np.ndarray]:
         yield from _npy_chunks(path, n_features, args.chunk_rows)
         return
     with path.open(newline="") as handle, _progress(path.stat().st_size) as advance:
-        for chunk, lines in _csv_chunks(handle, path.name, n_features, args):
+        for chunk, lines in _csv_chunks(handle, args.input, n_features, args):
             advance(sum(map(len, lines)))
             yield chunk
 
@@ -191,9 +191,9 @@ def _parse_csv(lines: list[str], first_line_number: int, name: str, n_features: 
         chunk = np.loadtxt(lines, delimiter=",", dtype=np.float32, ndmin=2)
     except ValueError:
         chunk = None
-    if chunk is not None and (chunk.size == 0 or chunk.shape[1] == n_features):
-        if np.isfinite(chunk).all():
-            return chunk.reshape(-1, n_features)
+    fits = chunk is not None and (chunk.size == 0 or chunk.shape[1] == n_features)
+    if fits and np.isfinite(chunk).all():
+        return chunk.reshape(-1, n_features)
     _raise_first_problem(lines, first_line_number, name, n_features)
     raise PredictError(f"input={name}: unreadable CSV near line {first_line_number}")
 
