@@ -34,16 +34,27 @@ def compose_config(overrides: Sequence[str] = (), output_dir: Path | None = None
 
 
 def run_cli(
-    args: Sequence[str], run_dir: Path, script: str = "train.py"
+    args: Sequence[str], run_dir: Path | None, script: str = "train.py", stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`python train.py ARGS` from the project root, with its Hydra run folder at `run_dir`."""
+    """`python SCRIPT ARGS` from the project root, with its Hydra run folder at `run_dir`."""
+    folder = [f"hydra.run.dir={run_dir}"] if run_dir else []
     return subprocess.run(
-        [sys.executable, str(ROOT / script), *args, f"hydra.run.dir={run_dir}"],
+        [sys.executable, str(ROOT / script), *args, *folder],
         cwd=ROOT,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished `train.py` run folder, shared by the tests that use saved models."""
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    result = run_cli([*FAST, "seed=5"], run_dir)
+    assert result.returncode == 0, result.stderr
+    return run_dir
 
 
 @pytest.fixture

@@ -187,6 +187,8 @@ def _is_header(line: str, header: str) -> bool:
 
 def _parse_csv(lines: list[str], first_line_number: int, name: str, n_features: int) -> np.ndarray:
     """numpy's C parser for the common case; a line-by-line scan only to name a problem exactly."""
+    if not any(line.strip() for line in lines):
+        return np.empty((0, n_features), dtype=np.float32)
     try:
         chunk = np.loadtxt(lines, delimiter=",", dtype=np.float32, ndmin=2)
     except ValueError:

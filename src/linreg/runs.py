@@ -73,9 +73,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if "Unsupported global" in str(err):
+            raise RunFolderError(
+                f"refusing to load {path}: it holds pickled objects other than tensors and plain "
+                "values, which could run code (checkpoints are loaded with weights_only=True)"
+            ) from err
         raise RunFolderError(
-            f"refusing to load {path}: it holds pickled objects other than tensors and plain "
-            "values, which could run code (checkpoints are loaded with weights_only=True)"
+            f"{path} is not a readable checkpoint: not a PyTorch file, or damaged"
         ) from err
     except (RuntimeError, EOFError, OSError) as err:
         raise RunFolderError(f"{path} is not a readable checkpoint: {first_line(err)}") from err

@@ -1,0 +1,222 @@
+"""predict.py: every input and output form, bounded memory on large inputs, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, run_cli
+
+from linreg.export import export_onnx
+from linreg.regressor import LinearRegressor, regressor_from_checkpoint
+from linreg.runs import load_checkpoint
+
+N_FEATURES = 8
+
+
+def predict(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return run_cli(list(args), None, script="predict.py", stdin=stdin)
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    return (3 + 5 * np.random.default_rng(0).standard_normal((500, N_FEATURES))).astype(np.float32)
+
+
+def best_checkpoint(run_dir: Path) -> Path:
+    return run_dir / json.loads((run_dir / "metrics.json").read_text())["paths"]["best_checkpoint"]
+
+
+def torch_predictions(checkpoint: Path, rows: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return regressor_from_checkpoint(load_checkpoint(checkpoint))(
+            torch.from_numpy(rows)
+        ).numpy()
+
+
+def write_csv(path: Path, rows: np.ndarray, header: bool = False) -> Path:
+    with path.open("w") as handle:
+        if header:
+            handle.write(",".join(f"x{i}" for i in range(rows.shape[1])) + "\n")
+        np.savetxt(handle, rows, delimiter=",", fmt="%.9g")
+    return path
+
+
+@pytest.mark.parametrize("model", ["run folder", "onnx file", "last checkpoint"])
+@pytest.mark.parametrize("header", [False, True])
+def test_csv_in_csv_out_matches_the_pytorch_model(
+    trained_run: Path, tmp_path: Path, features: np.ndarray, model: str, header: bool
+) -> None:
+    # The run folder means its model.onnx, which is the exported best checkpoint.
+    model_path, checkpoint = {
+        "run folder": (trained_run, best_checkpoint(trained_run)),
+        "onnx file": (trained_run / "model.onnx", best_checkpoint(trained_run)),
+        "last checkpoint": (trained_run / "checkpoints" / "last.ckpt",) * 2,
+    }[model]
+    csv = write_csv(tmp_path / "in.csv", features, header=header)
+    out = tmp_path / "out.csv"
+    result = predict(f"model={model_path}", f"input={csv}", f"output={out}", "chunk_rows=64")
+    assert result.returncode == 0, result.stderr
+    predictions = np.loadtxt(out, delimiter=",", ndmin=2)
+    assert predictions.shape == (500, 1)
+    expected = torch_predictions(checkpoint, features)
+    np.testing.assert_allclose(predictions, expected, rtol=1e-6, atol=1e-5)
+
+
+def test_npy_in_npy_out_gives_float32_with_one_column_per_target(
+    trained_run: Path, tmp_path: Path, features: np.ndarray
+) -> None:
+    npy = tmp_path / "in.npy"
+    np.save(npy, features)
+    out = tmp_path / "out.npy"
+    result = predict(f"model={best_checkpoint(trained_run)}", f"input={npy}", f"output={out}")
+    assert result.returncode == 0, result.stderr
+    predictions = np.load(out)
+    assert predictions.dtype == np.float32
+    np.testing.assert_array_equal(
+        predictions, torch_predictions(best_checkpoint(trained_run), features)
+    )
+
+
+def test_stdin_to_stdout_for_piping(trained_run: Path, features: np.ndarray) -> None:
+    text = "\n".join(",".join(f"{v:.9g}" for v in row) for row in features[:20]) + "\n"
+    result = predict(f"model={trained_run}", "input=-", stdin=text)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 20
+    direct = predict(f"model={trained_run}", "input=-", "output=-", stdin=text)
+    assert direct.stdout == result.stdout
+
+
+def test_multi_target_model_writes_one_column_per_target(tmp_path: Path) -> None:
+    regressor = LinearRegressor(4, 3)
+    regressor.standardize.fit_(torch.randn(100, 4))
+    model = export_onnx(regressor, 4, tmp_path / "model.onnx", opset=20)
+    rows = np.random.default_rng(1).standard_normal((10, 4)).astype(np.float32)
+    csv = write_csv(tmp_path / "in.csv", rows)
+    result = predict(f"model={model}", f"input={csv}")
+    predictions = np.loadtxt(result.stdout.splitlines(), delimiter=",")
+    with torch.no_grad():
+        expected = regressor(torch.from_numpy(rows)).numpy()
+    np.testing.assert_allclose(predictions, expected, rtol=1e-6, atol=1e-5)
+
+
+PEAK_RSS = (
+    "import resource, runpy, sys\n"
+    "sys.argv = ['predict.py', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    "finally:\n"
+    "    print('peak_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+)
+
+
+def peak_rss_kib(model: Path, csv: Path, out: Path) -> int:
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, f"model={model}", f"input={csv}", f"output={out}",
+         "chunk_rows=4096"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    return int(result.stderr.split("peak_kib")[-1])
+
+
+def test_large_csv_streams_in_chunks_with_bounded_memory(trained_run: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    small = write_csv(tmp_path / "small.csv", rng.standard_normal((20_000, N_FEATURES)))
+    large = write_csv(tmp_path / "large.csv", rng.standard_normal((400_000, N_FEATURES)))
+    assert large.stat().st_size > 30_000_000
+    small_peak = peak_rss_kib(trained_run, small, tmp_path / "small.out.csv")
+    large_peak = peak_rss_kib(trained_run, large, tmp_path / "large.out.csv")
+    assert sum(1 for _ in (tmp_path / "large.out.csv").open()) == 400_000
+    # Holding the input as text alone would take > 30 MB more; streaming stays within a few MB.
+    assert large_peak - small_peak < 15_000, (small_peak, large_peak)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("1,2,3\n", "input={csv} line 1 has 3 columns; the model takes 8 features"),
+        ("1,2,3,4,5,6,7,8\n1,2,x,4,5,6,7,8\n", "input={csv} line 2, column 3: 'x' is not a number"),
+        (
+            "a,b,c,d,e,f,g,h\n1,2,3,4,5,6,7,8\n1,2,3,nan,5,6,7,8\n",
+            "input={csv} line 3, column 4: 'nan' is not finite",
+        ),
+        ("1,2,3,4,5,6,7,inf\n", "input={csv} line 1, column 8: 'inf' is not finite"),
+        ("", "input={csv} is empty"),
+        ("a,b,c,d,e,f,g,h\n", "input={csv} holds no data rows"),
+    ],
+)
+def test_bad_csv_is_one_line_exit_1_and_leaves_no_output_file(
+    trained_run: Path, tmp_path: Path, content: str, message: str
+) -> None:
+    csv = tmp_path / "in.csv"
+    csv.write_text(content)
+    out = tmp_path / "out.csv"
+    result = predict(f"model={trained_run}", f"input={csv}", f"output={out}", "chunk_rows=2")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {message.format(csv=csv)}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_bad_row_in_a_later_chunk_keeps_an_existing_output_intact(
+    trained_run: Path, tmp_path: Path, features: np.ndarray
+) -> None:
+    out = tmp_path / "out.csv"
+    out.write_text("previous results\n")
+    rows = features.astype(str)
+    rows[300, 5] = "oops"
+    csv = tmp_path / "in.csv"
+    csv.write_text("\n".join(",".join(row) for row in rows) + "\n")
+    result = predict(f"model={trained_run}", f"input={csv}", f"output={out}", "chunk_rows=64")
+    assert result.returncode == 1
+    assert "line 301, column 6: 'oops' is not a number" in result.stderr
+    assert out.read_text() == "previous results\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
+
+
+def test_bad_npy_names_row_and_column(
+    trained_run: Path, tmp_path: Path, features: np.ndarray
+) -> None:
+    bad = features.copy()
+    bad[41, 2] = np.inf
+    np.save(tmp_path / "in.npy", bad)
+    result = predict(f"model={trained_run}", f"input={tmp_path / 'in.npy'}")
+    assert result.returncode == 1
+    assert "row 42, column 3: inf is not finite" in result.stderr
+    np.save(tmp_path / "wide.npy", np.zeros((3, 5)))
+    result = predict(f"model={trained_run}", f"input={tmp_path / 'wide.npy'}")
+    assert "shape (3, 5); the model takes numbers of shape (rows, 8)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("model_name", "content", "message"),
+    [
+        ("missing.onnx", None, "no such file or folder"),
+        ("corrupt.onnx", b"not a model", "is not a valid ONNX model"),
+        ("corrupt.ckpt", b"not a checkpoint", "is not a readable checkpoint"),
+    ],
+)
+def test_missing_or_corrupt_model_is_one_line_exit_1(
+    tmp_path: Path, features: np.ndarray, model_name: str, content: bytes | None, message: str
+) -> None:
+    model = tmp_path / model_name
+    if content is not None:
+        model.write_bytes(content)
+    csv = write_csv(tmp_path / "in.csv", features[:3])
+    result = predict(f"model={model}", f"input={csv}", f"output={tmp_path / 'out.csv'}")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and str(model) in result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_unknown_or_missing_arguments_show_usage() -> None:
+    result = predict("model=x", "inptu=y")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: unknown argument 'inptu=y'; usage: python predict.py")
