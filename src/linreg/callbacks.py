@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from linreg.data import GroundTruth
 from linreg.errors import DivergenceError
@@ -58,3 +59,59 @@ def parameter_error(regressor: LinearRegressor, truth: GroundTruth) -> tuple[flo
     weight_error = torch.linalg.norm(weight - true_weight) / torch.linalg.norm(true_weight)
     bias_error = torch.linalg.norm(bias - truth.bias.to(bias.device))
     return float(weight_error), float(bias_error)
+
+
+class TensorBoardFigures(pl.Callback):
+    """Weight histograms every epoch, and pictures of the fit: predicted vs true, residuals, and
+    learned vs ground-truth weights, at the end of fit (test split) and every
+    `figures_every_n_epochs` epochs (validation split). Does nothing without a TensorBoard logger.
+    """
+
+    def __init__(self, figures_every_n_epochs: int | None = None) -> None:
+        self.figures_every_n_epochs = figures_every_n_epochs
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        writer = _tensorboard_writer(trainer)
+        if writer is None:
+            return
+        for name, parameter in pl_module.regressor.named_parameters():
+            writer.add_histogram(f"weights/{name}", parameter.detach().cpu(), trainer.global_step)
+        every = self.figures_every_n_epochs
+        if every and (trainer.current_epoch + 1) % every == 0:
+            self._log_figures(writer, trainer, pl_module, "val")
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        writer = _tensorboard_writer(trainer)
+        if writer is not None:
+            self._log_figures(writer, trainer, pl_module, "test")
+
+    @staticmethod
+    def _log_figures(
+        writer: Any, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str
+    ) -> None:
+        from linreg import figures  # matplotlib costs ~0.4 s to import: only when drawing
+
+        datamodule = trainer.datamodule
+        features, targets = datamodule.split(split)
+        with torch.no_grad():
+            predicted = pl_module(features.to(pl_module.device)).cpu().numpy()
+        true = targets.numpy()
+        learned, _ = pl_module.regressor.raw_parameters()
+        step = trainer.global_step
+        noise_std = datamodule.hparams.noise_std
+        drawn = {
+            "predicted_vs_true": figures.predicted_vs_true(predicted, true, split),
+            "residuals": figures.residual_histogram(predicted - true, noise_std, split),
+            "weights_vs_truth": figures.weights_vs_truth(
+                learned.cpu().numpy(), datamodule.ground_truth.weight.numpy()
+            ),
+        }
+        for name, figure in drawn.items():
+            writer.add_figure(f"figures/{name}", figure, step)
+
+
+def _tensorboard_writer(trainer: pl.Trainer) -> Any:
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None

@@ -30,6 +30,7 @@ class DataConfig:
     val_fraction: float = MISSING
     test_fraction: float = MISSING
     batch_size: int = MISSING
+    shuffle: bool = True
     seed: int = MISSING
 
 
@@ -108,12 +109,13 @@ class TrainerConfig:
     check_val_every_n_epoch: int = 1
     gradient_clip_val: float | None = None
     accumulate_grad_batches: int = 1
-    limit_train_batches: float | None = None
-    limit_val_batches: float | None = None
-    limit_test_batches: float | None = None
-    overfit_batches: float = 0.0
+    # Lightning reads an int as a number of batches and a float as a fraction: keep both (Any).
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    limit_test_batches: Any = None
+    overfit_batches: Any = 0
     fast_dev_run: int = 0
-    profiler: str | None = None
+    profiler: Any = None
     enable_progress_bar: bool = True
     enable_model_summary: bool = True
     default_root_dir: str = "${paths.output_dir}"

@@ -116,10 +116,12 @@ class SyntheticRegressionDataModule(pl.LightningDataModule):
         test_fraction: float,
         batch_size: int,
         seed: int,
+        shuffle: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.batch_size = batch_size
+        self.shuffle = shuffle
         self.seed = seed
         self.splits: dict[str, Batch] = {}
         self.ground_truth: GroundTruth | None = None
@@ -156,7 +158,7 @@ class SyntheticRegressionDataModule(pl.LightningDataModule):
         return WholeBatchLoader(features, targets, self.batch_size, sampler)
 
     def train_dataloader(self) -> WholeBatchLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train", shuffle=self.shuffle)
 
     def val_dataloader(self) -> WholeBatchLoader:
         return self._loader("val", shuffle=False)

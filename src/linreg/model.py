@@ -53,6 +53,8 @@ class LinearRegressionModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.regressor = LinearRegressor(n_features, n_targets)
+        # Lets TensorBoardLogger(log_graph=True) trace the model graph.
+        self.example_input_array = torch.zeros(2, n_features)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.train_epoch_loss = MeanMetric()
@@ -79,6 +81,12 @@ class LinearRegressionModule(pl.LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=len(features))
         self.train_epoch_loss.update(loss.detach(), weight=len(features))
         return loss
+
+    def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
+        # Throttled like Lightning's own step logging: the norm costs a pass over the gradients.
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            norms = [p.grad.norm() for p in self.parameters() if p.grad is not None]
+            self.log("train/grad_norm", torch.linalg.vector_norm(torch.stack(norms)))
 
     def on_train_epoch_start(self) -> None:
         # The rate this epoch trains with (epoch schedulers step before on_train_epoch_end).

@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -22,6 +21,7 @@ from omegaconf import DictConfig
 
 from linreg.callbacks import parameter_error
 from linreg.config import validate
+from linreg.console import show_config, show_summary
 from linreg.data import SyntheticRegressionDataModule
 from linreg.errors import ConfigError, RunInterruptedError
 from linreg.export import export_onnx, verify_onnx
@@ -51,6 +51,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
     started = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
+    show_config(cfg, output_dir)
 
     datamodule: SyntheticRegressionDataModule = instantiate(cfg.data)
     datamodule.setup()
@@ -62,12 +63,21 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     except SIGTERMException as stop:
         raise interrupted(trainer, output_dir) from stop
+    if trainer.fast_dev_run:
+        # A smoke test of every stage: Lightning saved no checkpoint, so there is nothing to export.
+        objective = float(trainer.callback_metrics[OBJECTIVE])
+        trainer.test(module, datamodule=datamodule, verbose=False)
+        log.info("fast_dev_run: one batch of train, val and test ran; nothing was saved")
+        return objective
+    # Read before testing: loading the best checkpoint restores the callback state saved with it.
+    checkpointing = trainer.checkpoint_callback
+    best_path, last_path = Path(checkpointing.best_model_path), Path(checkpointing.last_model_path)
+    best_score = float(checkpointing.best_model_score)
     (test_metrics,) = trainer.test(
-        module, datamodule=datamodule, ckpt_path="best", verbose=False, weights_only=True
+        module, datamodule=datamodule, ckpt_path=best_path, verbose=False, weights_only=True
     )
-    best_path = Path(trainer.checkpoint_callback.best_model_path)
     if not trainer.is_global_zero:
-        return float(trainer.checkpoint_callback.best_model_score)
+        return best_score
 
     # Reloading the file (not reusing `module`) gives export exactly what the checkpoint holds.
     best = LinearRegressionModule.from_checkpoint(load_checkpoint(best_path))
@@ -103,14 +113,12 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
         "overrides": list(overrides),
         "paths": {
             "best_checkpoint": _relative(best_path, output_dir),
-            "last_checkpoint": _relative(
-                Path(trainer.checkpoint_callback.last_model_path), output_dir
-            ),
+            "last_checkpoint": _relative(last_path, output_dir),
             "onnx": _relative(onnx_path, output_dir) if onnx_path else None,
         },
     }
     write_json_atomic(output_dir / "metrics.json", summary)
-    report(summary, output_dir)
+    show_summary(summary, output_dir)
     return metrics[OBJECTIVE]
 
 
@@ -173,7 +181,9 @@ def build_module(
 
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
-    callbacks = [instantiate(spec) for spec in cfg.callbacks.values()]
+    # A debug mode switches a callback off by setting it to null; a factory may decline (None).
+    built = [instantiate(spec) for spec in cfg.callbacks.values() if spec is not None]
+    callbacks = [callback for callback in built if callback is not None]
     loggers = [instantiate(spec) for spec in cfg.logger.values()]
     make_trainer = instantiate(cfg.trainer, _partial_=True)
     try:
@@ -192,25 +202,6 @@ def log_hparams(loggers: Sequence[Logger], cfg: DictConfig, metrics: dict[str, f
         else:
             logger.log_hyperparams(params)
         logger.finalize("success")
-
-
-def report(summary: dict[str, Any], output_dir: Path) -> None:
-    metrics = summary["metrics"]
-    log.info(
-        "val/loss %.5f | test/mse %.5f (least-squares reference %.5f, gap %+.2f%%) | "
-        "test/r2 %.5f | weight error %.3g",
-        metrics["val/loss"],
-        metrics["test/mse"],
-        metrics["reference/test_mse"],
-        100 * summary["test_mse_gap_to_reference"],
-        metrics["test/r2"],
-        metrics["params/weight_error"],
-    )
-    log.info("run folder:      %s", output_dir)
-    for name, path in summary["paths"].items():
-        if path:
-            log.info("%-16s %s", f"{name}:", output_dir / path)
-    log.info("inspect with:    tensorboard --logdir %s", output_dir)
 
 
 def _relative(path: Path, root: Path) -> str:

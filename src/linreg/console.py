@@ -1,0 +1,116 @@
+"""What a run prints: the config tree at the start, progress during fit, a summary at the end."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+CONFIG_SECTIONS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks",
+                   "paths", "export")  # fmt: skip
+
+
+def config_tree(cfg: DictConfig) -> Tree:
+    """The composed config, one branch per group, as `rich` draws it."""
+    tree = Tree("config", guide_style="dim")
+    for section in (*CONFIG_SECTIONS, *(k for k in cfg if k not in CONFIG_SECTIONS)):
+        if section not in cfg:
+            continue
+        value = cfg[section]
+        if isinstance(value, DictConfig):
+            body = OmegaConf.to_yaml(value, resolve=True).rstrip() or "{}"
+            tree.add(f"[bold]{section}[/bold]").add(body)
+        else:
+            tree.add(f"[bold]{section}[/bold]: {value}")
+    return tree
+
+
+def show_config(cfg: DictConfig, output_dir: Path) -> None:
+    """Print the config tree and save a plain-text copy in the run folder."""
+    tree = config_tree(cfg)
+    Console(stderr=False).print(tree)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with (output_dir / "config_tree.txt").open("w") as handle:
+        Console(file=handle, width=100, no_color=True, color_system=None).print(tree)
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    metrics = summary["metrics"]
+    table = Table(title="run summary", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        ("val/loss (best)", metrics["val/loss"]),
+        ("test/mse", metrics["test/mse"]),
+        ("reference/test_mse (least squares)", metrics["reference/test_mse"]),
+        ("gap to reference", f"{100 * summary['test_mse_gap_to_reference']:+.2f}%"),
+        ("test/r2", metrics["test/r2"]),
+        ("test/mae", metrics["test/mae"]),
+        ("params/weight_error (relative)", metrics["params/weight_error"]),
+        ("params/bias_error", metrics["params/bias_error"]),
+        ("epochs", summary["epochs"]),
+        ("time", f"{summary['wall_time_s']:.1f} s"),
+    ]
+    for name, value in rows:
+        table.add_row(name, f"{value:.6g}" if isinstance(value, float) else str(value))
+    return table
+
+
+def show_summary(summary: dict[str, Any], output_dir: Path) -> None:
+    console = Console()
+    console.print(summary_table(summary))
+    console.print(f"run folder       {output_dir}", highlight=False, soft_wrap=True)
+    for name, path in summary["paths"].items():
+        if path:
+            console.print(f"{name:<16} {output_dir / path}", highlight=False, soft_wrap=True)
+    console.print(
+        f"inspect with     tensorboard --logdir {output_dir}", highlight=False, soft_wrap=True
+    )
+
+
+class EpochLines(ProgressBar):
+    """Progress for logs, not terminals: one plain line per epoch instead of a redrawn bar."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._enabled = True
+        self._epoch_started = 0.0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_started = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._enabled or trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        metrics = trainer.callback_metrics
+        shown = "  ".join(
+            f"{name} {float(metrics[name]):.5g}"
+            for name in ("train/loss", "val/loss")
+            if name in metrics
+        )
+        elapsed = time.perf_counter() - self._epoch_started
+        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}  ({elapsed:.2f} s)",
+              flush=True)  # fmt: skip
+
+
+def progress_bar(refresh_rate: int = 10, enabled: bool = True) -> ProgressBar | None:
+    """A bar redrawn every `refresh_rate` steps on a terminal; plain epoch lines otherwise (CI)."""
+    if not enabled:
+        return None
+    if sys.stdout.isatty():
+        return TQDMProgressBar(refresh_rate=refresh_rate)
+    return EpochLines()

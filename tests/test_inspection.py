@@ -1,0 +1,184 @@
+"""Inspection: what TensorBoard shows (read back through its own HTTP API), what the console
+prints, and the debug modes."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import FAST, run_cli
+from rich.console import Console
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from linreg.console import summary_table
+
+
+def events(run_dir: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(
+        str(run_dir / "tensorboard"), size_guidance={"images": 0, "histograms": 0}
+    )
+    accumulator.Reload()
+    return accumulator
+
+
+def test_event_files_hold_figures_weight_histograms_and_the_graph(trained_run: Path) -> None:
+    tags = events(trained_run).Tags()
+    assert set(tags["images"]) == {
+        "figures/predicted_vs_true",
+        "figures/residuals",
+        "figures/weights_vs_truth",
+    }
+    assert set(tags["histograms"]) == {"weights/linear.weight", "weights/linear.bias"}
+    assert tags["graph"] is True
+    assert "train/grad_norm" in tags["scalars"]
+
+
+def test_weight_histograms_are_written_every_epoch(trained_run: Path) -> None:
+    histograms = events(trained_run).Histograms("weights/linear.weight")
+    assert len(histograms) == 6
+    assert [h.step for h in histograms] == sorted({h.step for h in histograms})
+
+
+def test_figures_every_n_epochs_adds_validation_figures(tmp_path: Path) -> None:
+    result = run_cli([*FAST, "callbacks.tensorboard_figures.figures_every_n_epochs=2"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    images = events(tmp_path).Images("figures/residuals")
+    assert len(images) == 3 + 1  # epochs 2, 4, 6 on validation, then the end of fit on test
+    assert images[0].width > 100 and images[0].height > 100
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def fetch(url: str, body: dict[str, object] | None = None) -> object:
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json", "X-TensorBoard-Feature-Flags": "{}"}
+    request = urllib.request.Request(url, data=data, headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def tensorboard_server(trained_run: Path):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(trained_run),
+         "--host", "127.0.0.1", "--port", str(port), "--load_fast", "false"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if "tensorboard" in fetch(f"{base}/data/runs"):
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, (
+                "tensorboard did not start"
+            )
+            time.sleep(0.5)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_tensorboard_serves_the_runs_scalars_images_and_hparams(tensorboard_server: str) -> None:
+    scalars = fetch(f"{tensorboard_server}/data/plugin/scalars/tags")["tensorboard"]
+    assert {"train/loss", "val/loss", "test/mse", "train/lr", "params/weight_error"} <= set(scalars)
+    images = fetch(f"{tensorboard_server}/data/plugin/images/tags")["tensorboard"]
+    assert "figures/predicted_vs_true" in images
+    histograms = fetch(f"{tensorboard_server}/data/plugin/histograms/tags")["tensorboard"]
+    assert "weights/linear.weight" in histograms
+
+    experiment = fetch(
+        f"{tensorboard_server}/data/plugin/hparams/experiment", {"experimentName": ""}
+    )
+    hparams = {info["name"] for info in experiment["hparamInfos"]}
+    assert {"optimizer.lr", "optimizer._target_", "data.n_samples", "seed"} <= hparams
+    metrics = {info["name"]["tag"] for info in experiment["metricInfos"]}
+    assert {"hp/val/loss", "hp/test/mse"} <= metrics
+
+
+def test_summary_table_shows_the_numbers_of_metrics_json(trained_run: Path) -> None:
+    summary = json.loads((trained_run / "metrics.json").read_text())
+    console = Console(record=True, width=120)
+    console.print(summary_table(summary))
+    text = console.export_text()
+    metrics = summary["metrics"]
+    for name in ("val/loss", "test/mse", "reference/test_mse", "test/r2", "params/weight_error"):
+        assert f"{metrics[name]:.6g}" in text, name
+    assert f"{100 * summary['test_mse_gap_to_reference']:+.2f}%" in text
+    assert f"{summary['wall_time_s']:.1f} s" in text
+
+
+def test_config_tree_is_saved_in_the_run_folder(trained_run: Path) -> None:
+    tree = (trained_run / "config_tree.txt").read_text()
+    assert tree.startswith("config")
+    for line in ("_target_: torch.optim.SGD", "lr: 0.05", "n_samples: 8000", "max_epochs: 6"):
+        assert line in tree
+
+
+def test_console_without_a_terminal_prints_epoch_lines_a_summary_and_no_library_chatter(
+    tmp_path: Path,
+) -> None:
+    result = run_cli([*FAST, "trainer.enable_progress_bar=true"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epoch_lines] == [f"{n}/6" for n in range(1, 7)]
+    assert all("train/loss" in line and "val/loss" in line for line in epoch_lines)
+    assert "\r" not in result.stdout
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert "run summary" in result.stdout
+    assert f"{summary['metrics']['test/mse']:.6g}" in result.stdout
+    assert f"tensorboard --logdir {tmp_path}" in result.stdout
+    output = result.stdout + result.stderr
+    for chatter in ("Tip:", "LeafSpec", "torchvision", "[torch.onnx]", "onnx_ir"):
+        assert chatter not in output
+
+
+def test_debug_fast_dev_run_runs_one_batch_per_stage_and_saves_nothing(tmp_path: Path) -> None:
+    result = run_cli(["debug=fast_dev_run"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "fast_dev_run: one batch of train, val and test ran" in result.stdout
+    written = sorted(p.name for p in tmp_path.iterdir() if p.name != ".hydra")
+    assert written == ["config_tree.txt", "train.log"]
+
+
+def test_debug_overfit_drives_the_training_loss_below_the_noise_floor(tmp_path: Path) -> None:
+    result = run_cli(["debug=overfit", "trainer.enable_progress_bar=false"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    losses = [event.value for event in events(tmp_path).Scalars("train/loss")]
+    assert losses[0] > 100
+    # Only memorising the batch, noise included, gets below noise_std**2 = 0.25.
+    assert losses[-1] < 0.025
+
+
+def test_debug_profiler_saves_its_report_in_the_run_folder(tmp_path: Path) -> None:
+    result = run_cli([*FAST, "debug=profiler"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = (tmp_path / "fit-profile.txt").read_text()
+    assert "FIT Profiler Report" in report
+    assert "run_training_epoch" in report
+    assert (tmp_path / "test-profile.txt").is_file()
+
+
+def test_debug_limit_runs_a_fraction_of_the_batches(tmp_path: Path) -> None:
+    # Without FAST's max_epochs: a value given on the command line wins over the debug mode's.
+    result = run_cli(["data.n_samples=8000", "data.batch_size=64", "debug=limit"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    batches_per_epoch = -(-int(8000 * 0.7) // 64)  # 88
+    assert summary["epochs"] == 3
+    assert summary["global_step"] == 3 * int(0.1 * batches_per_epoch)
