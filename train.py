@@ -1,11 +1,14 @@
 """Train, test, export and verify one model: `python train.py [group=option] [key=value] ...`."""
 
+from pathlib import Path
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import linreg.config  # noqa: F401  (registers the config schemas)
-from linreg.cli import exit_on_user_error, tidy_lightning_output
+from linreg.cli import run_job, share_cores, tidy_lightning_output
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -13,7 +16,13 @@ def main(cfg: DictConfig) -> float:
     from linreg.pipeline import train  # imported here so `--help` and `--cfg` skip Lightning
 
     tidy_lightning_output()
-    return exit_on_user_error(lambda: train(cfg, overrides=HydraConfig.get().overrides.task))
+    hydra_cfg = HydraConfig.get()
+    share_cores(hydra_cfg.launcher.get("n_jobs", 1))
+    return run_job(
+        lambda: train(cfg, overrides=hydra_cfg.overrides.task),
+        output_dir=Path(cfg.paths.output_dir),
+        in_sweep=hydra_cfg.mode == RunMode.MULTIRUN,
+    )
 
 
 if __name__ == "__main__":

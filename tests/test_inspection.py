@@ -46,7 +46,7 @@ def test_weight_histograms_are_written_every_epoch(trained_run: Path) -> None:
 
 
 def test_figures_every_n_epochs_adds_validation_figures(tmp_path: Path) -> None:
-    result = run_cli([*FAST, "callbacks.tensorboard_figures.figures_every_n_epochs=2"], tmp_path)
+    result = run_cli([*FAST, "callbacks.tensorboard_insights.figures_every_n_epochs=2"], tmp_path)
     assert result.returncode == 0, result.stderr
     images = events(tmp_path).Images("figures/residuals")
     assert len(images) == 3 + 1  # epochs 2, 4, 6 on validation, then the end of fit on test

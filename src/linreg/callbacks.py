@@ -61,14 +61,23 @@ def parameter_error(regressor: LinearRegressor, truth: GroundTruth) -> tuple[flo
     return float(weight_error), float(bias_error)
 
 
-class TensorBoardFigures(pl.Callback):
-    """Weight histograms every epoch, and pictures of the fit: predicted vs true, residuals, and
-    learned vs ground-truth weights, at the end of fit (test split) and every
-    `figures_every_n_epochs` epochs (validation split). Does nothing without a TensorBoard logger.
+class TensorBoardInsights(pl.Callback):
+    """The model graph once, weight histograms every epoch, and pictures of the fit (predicted vs
+    true, residuals, learned vs ground-truth weights) at the end of fit on the test split and every
+    `figures_every_n_epochs` epochs on the validation split. Does nothing without TensorBoard.
+
+    The graph is added here rather than by `TensorBoardLogger(log_graph=True)`, which adds it again
+    at every trainer stage.
     """
 
     def __init__(self, figures_every_n_epochs: int | None = None) -> None:
         self.figures_every_n_epochs = figures_every_n_epochs
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        writer = _tensorboard_writer(trainer)
+        if writer is not None and trainer.global_step == 0:
+            example = pl_module.example_input_array.to(pl_module.device)
+            writer.add_graph(pl_module.regressor, example)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         writer = _tensorboard_writer(trainer)

@@ -53,7 +53,7 @@ class LinearRegressionModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.regressor = LinearRegressor(n_features, n_targets)
-        # Lets TensorBoardLogger(log_graph=True) trace the model graph.
+        # An input of the right shape: for tracing the graph and for the model summary's sizes.
         self.example_input_array = torch.zeros(2, n_features)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler

@@ -109,6 +109,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "wall_time_s": round(time.perf_counter() - started, 3),
+        "torch_threads": torch.get_num_threads(),
         "seed": cfg.seed,
         "overrides": list(overrides),
         "paths": {

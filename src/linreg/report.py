@@ -1,0 +1,150 @@
+"""The report of a sweep: every job's overrides, status and metrics in one sorted table, and a plot.
+
+    python -m linreg.report outputs/train/multiruns/<time>
+
+writes report.csv, report.md and report.png into the sweep folder and prints the table. It also
+runs by itself at the end of every multirun (see `SweepCallbacks`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from linreg.errors import LinregError
+
+COLUMNS = ("job", "overrides", "status", "val/loss", "test/mse", "reference/test_mse",
+           "gap_to_reference_%", "params/weight_error", "wall_time_s", "reason")  # fmt: skip
+
+
+def collect(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One row per job folder (a folder holding .hydra/overrides.yaml), best objective first."""
+    rows = []
+    for job in sorted(
+        p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()
+    ):
+        overrides = OmegaConf.load(job / ".hydra" / "overrides.yaml")
+        row: dict[str, Any] = {
+            "job": job.name,
+            "overrides": " ".join(overrides),
+            "status": "missing",
+        }
+        summary_path = job / "metrics.json"
+        if summary_path.is_file():
+            summary = json.loads(summary_path.read_text())
+            metrics = summary.get("metrics", {})
+            row["status"] = summary["status"]
+            row["reason"] = summary.get("reason", "")
+            row["wall_time_s"] = summary.get("wall_time_s")
+            for name in ("val/loss", "test/mse", "reference/test_mse", "params/weight_error"):
+                row[name] = metrics.get(name)
+            if "test_mse_gap_to_reference" in summary:
+                row["gap_to_reference_%"] = 100 * summary["test_mse_gap_to_reference"]
+        else:
+            row["reason"] = "no metrics.json: the job crashed or is still running"
+        rows.append(row)
+    return sorted(rows, key=_rank)
+
+
+def _rank(row: dict[str, Any]) -> tuple[int, float]:
+    value = row.get("val/loss")
+    finished = row["status"] == "completed" and value is not None and math.isfinite(value)
+    return (0, value) if finished else (1, math.inf)
+
+
+def markdown(rows: Sequence[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(column)) for column in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value).replace("|", "\\|")
+
+
+def write_report(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Write report.csv, report.md and report.png into the sweep folder; returns the rows."""
+    if not sweep_dir.is_dir():
+        raise LinregError(f"{sweep_dir}: no such sweep folder")
+    rows = collect(sweep_dir)
+    if not rows:
+        raise LinregError(f"{sweep_dir} holds no job folders (with .hydra/overrides.yaml)")
+    with (sweep_dir / "report.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    (sweep_dir / "report.md").write_text(markdown(rows))
+    plot(sweep_dir, rows)
+    return rows
+
+
+def plot(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Final val/loss against learning rate (a line per optimizer), and the best runs' curves."""
+    from linreg.figures import Figure  # matplotlib, set up for files only
+
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    by_lr, curves = figure.subplots(1, 2)
+    finished = [row for row in rows if _rank(row)[0] == 0]
+    lines: dict[str, list[tuple[float, float]]] = {}
+    for row in finished:
+        config = OmegaConf.load(sweep_dir / row["job"] / ".hydra" / "config.yaml")
+        name = str(config.optimizer._target_).rsplit(".", 1)[-1]
+        lines.setdefault(name, []).append((float(config.optimizer.lr), row["val/loss"]))
+    for name, points in sorted(lines.items()):
+        points.sort()
+        by_lr.plot(*zip(*points, strict=True), marker="o", label=name)
+    by_lr.set(xscale="log", yscale="log", xlabel="optimizer.lr", ylabel="best val/loss",
+              title="final validation loss by learning rate")  # fmt: skip
+    if lines:
+        by_lr.legend()
+    for row in finished[:3]:
+        steps, values = validation_curve(sweep_dir / row["job"])
+        if steps:
+            curves.plot(steps, values, label=f"job {row['job']}: {row['overrides']}")
+    curves.set(yscale="log", xlabel="step", ylabel="val/loss", title="best runs")
+    if curves.lines:
+        curves.legend(fontsize="small")
+    figure.savefig(sweep_dir / "report.png", dpi=100)
+
+
+def validation_curve(job_dir: Path) -> tuple[list[int], list[float]]:
+    """val/loss per epoch from a job's TensorBoard events (empty without a TensorBoard logger)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # per-file progress notes
+    events_dir = job_dir / "tensorboard"
+    if not events_dir.is_dir():
+        return [], []
+    events = EventAccumulator(str(events_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    if "val/loss" not in events.Tags()["scalars"]:
+        return [], []
+    scalars = events.Scalars("val/loss")
+    return [s.step for s in scalars], [s.value for s in scalars]
+
+
+def main(argv: Sequence[str]) -> None:
+    from linreg.cli import exit_on_user_error
+
+    if len(argv) != 1:
+        print("usage: python -m linreg.report <sweep folder>", file=sys.stderr)
+        sys.exit(2)
+    sweep_dir = Path(argv[0])
+    rows = exit_on_user_error(lambda: write_report(sweep_dir))
+    print(markdown(rows), end="")
+    print(f"written: {sweep_dir / 'report.csv'}, report.md, report.png")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
