@@ -173,6 +173,7 @@ def test_logger_none_still_writes_the_summary(tmp_path: Path) -> None:
     assert summary["metrics"]["test/mse"] > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "checkpoints",
+        "config_tree.txt",
         "metrics.json",
         "model.onnx",
     ]
