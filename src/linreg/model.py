@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MetricCollection
 from torchmetrics.regression import (
     ExplainedVariance,
     MeanAbsoluteError,
@@ -22,6 +22,35 @@ from linreg.regressor import LinearRegressor
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
+
+
+class _RunningLoss:
+    """Sample-weighted sums of the training loss, kept as device tensors: no host sync per step."""
+
+    def __init__(self) -> None:
+        self.reset_epoch()
+
+    def reset_epoch(self) -> None:
+        self.epoch_sum: Tensor | float = 0.0
+        self.window_sum: Tensor | float = 0.0
+        self.epoch_rows = self.window_rows = 0
+
+    def add(self, loss: Tensor, rows: int) -> None:
+        weighted = loss * rows
+        self.epoch_sum = self.epoch_sum + weighted
+        self.window_sum = self.window_sum + weighted
+        self.epoch_rows += rows
+        self.window_rows += rows
+
+    def window_mean(self) -> Tensor:
+        mean = self.window_sum / self.window_rows
+        self.window_sum, self.window_rows = 0.0, 0
+        return mean
+
+    def epoch_mean(self) -> Tensor:
+        mean = self.epoch_sum / self.epoch_rows
+        self.reset_epoch()
+        return mean
 
 
 def regression_metrics(prefix: str) -> MetricCollection:
@@ -57,7 +86,7 @@ class LinearRegressionModule(pl.LightningModule):
         self.example_input_array = torch.zeros(2, n_features)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.train_epoch_loss = MeanMetric()
+        self._train_loss = _RunningLoss()
         self.val_metrics = regression_metrics("val/")
         self.test_metrics = regression_metrics("test/")
 
@@ -77,9 +106,11 @@ class LinearRegressionModule(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         features, targets = batch
         loss = F.mse_loss(self(features), targets)
-        # Lightning writes on-step values every `trainer.log_every_n_steps` steps.
-        self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=len(features))
-        self.train_epoch_loss.update(loss.detach(), weight=len(features))
+        # Summed on the device; `self.log` (costly per call) runs only on the steps that Lightning
+        # writes, with the mean loss since the last write.
+        self._train_loss.add(loss.detach(), len(features))
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            self.log("train/loss", self._train_loss.window_mean(), on_step=True, on_epoch=False)
         return loss
 
     def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
@@ -93,8 +124,7 @@ class LinearRegressionModule(pl.LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/epoch_loss", self.train_epoch_loss.compute())
-        self.train_epoch_loss.reset()
+        self.log("train/epoch_loss", self._train_loss.epoch_mean())
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         features, targets = batch
