@@ -114,3 +114,27 @@ def test_batches_are_views_of_one_permuted_copy_not_per_sample_gathers() -> None
     batches = loader()
     (first, _), (second, _) = list(batches)[:2]
     assert first.untyped_storage().data_ptr() == second.untyped_storage().data_ptr()
+
+
+@pytest.mark.parametrize(("n_rows", "batch_size"), [(100, 8), (101, 8), (17, 4), (9, 4)])
+def test_ddp_shards_see_every_sample_once_in_equal_numbers_of_batches(
+    n_rows: int, batch_size: int
+) -> None:
+    features = torch.arange(n_rows, dtype=torch.float32).unsqueeze(1)
+    shards = [
+        WholeBatchLoader(features, features, batch_size, EpochShuffler(n_rows, 3), rank, 2)
+        for rank in (0, 1)
+    ]
+    for shard in shards:
+        shard.sampler.set_epoch(1)
+    batches = [[b for b, _ in shard] for shard in shards]
+    assert len(batches[0]) == len(batches[1]) == len(shards[0])
+    assert all(len(b) >= 1 for shard in batches for b in shard)
+    seen = torch.cat([b for shard in batches for b in shard]).squeeze(1)
+    assert sorted(seen.tolist()) == list(range(n_rows))
+    assert max(len(b) for shard in batches for b in shard) <= batch_size + 1
+
+
+def test_single_process_batches_are_unchanged_by_sharding_support() -> None:
+    batches = loader(n_rows=10, batch_size=4)
+    assert [len(f) for f, _ in batches] == [4, 4, 2]

@@ -49,7 +49,8 @@ class GroundTruthError(pl.Callback):
         weight_error, bias_error = parameter_error(
             pl_module.regressor, trainer.datamodule.ground_truth
         )
-        pl_module.log_dict({"params/weight_error": weight_error, "params/bias_error": bias_error})
+        errors = {"params/weight_error": weight_error, "params/bias_error": bias_error}
+        pl_module.log_dict(errors, sync_dist=True)  # the same in every process: weights are synced
 
 
 def parameter_error(regressor: LinearRegressor, truth: GroundTruth) -> tuple[float, float]:
@@ -86,12 +87,12 @@ class TensorBoardInsights(pl.Callback):
         for name, parameter in pl_module.regressor.named_parameters():
             writer.add_histogram(f"weights/{name}", parameter.detach().cpu(), trainer.global_step)
         every = self.figures_every_n_epochs
-        if every and (trainer.current_epoch + 1) % every == 0:
+        if every and (trainer.current_epoch + 1) % every == 0 and trainer.is_global_zero:
             self._log_figures(writer, trainer, pl_module, "val")
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         writer = _tensorboard_writer(trainer)
-        if writer is not None:
+        if writer is not None and trainer.is_global_zero:
             self._log_figures(writer, trainer, pl_module, "test")
 
     @staticmethod

@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -33,6 +34,7 @@ def config_tree(cfg: DictConfig) -> Tree:
     return tree
 
 
+@rank_zero_only
 def show_config(cfg: DictConfig, output_dir: Path) -> None:
     """Print the config tree and save a plain-text copy in the run folder."""
     tree = config_tree(cfg)

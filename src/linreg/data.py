@@ -6,7 +6,7 @@ tensor slices of one per-epoch permutation of the split: no per-sample `__getite
 
 from __future__ import annotations
 
-import math
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -69,33 +69,54 @@ class EpochShuffler:
 
 
 class WholeBatchLoader:
-    """Yields (features, targets) batches as slices; shuffles by permuting the split once per epoch.
+    """Yields (features, targets) batches as views; shuffles by permuting the split once per epoch.
 
-    `sampler` and `batch_sampler` are the attributes Lightning inspects on a DataLoader.
+    Under distributed training each of `world_size` processes takes every `world_size`-th row of
+    each global batch (`batch_size` rows per process), so every row is seen exactly once per epoch
+    and all processes get the same number of batches, as DDP requires. `sampler` and
+    `batch_sampler` are the attributes Lightning inspects on a DataLoader.
     """
 
     batch_sampler = None
 
     def __init__(
-        self, features: Tensor, targets: Tensor, batch_size: int, sampler: EpochShuffler | None
+        self,
+        features: Tensor,
+        targets: Tensor,
+        batch_size: int,
+        sampler: EpochShuffler | None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.features = features
         self.targets = targets
         self.batch_size = batch_size
         self.sampler = sampler
+        self.rank = rank
+        self.world_size = world_size
+
+    def _bounds(self) -> list[int]:
+        """Global batch boundaries; a last global batch too small to give every process a row is
+        merged into the one before."""
+        n_rows = len(self.features)
+        starts = list(range(0, n_rows, self.batch_size * self.world_size))
+        if len(starts) > 1 and n_rows - starts[-1] < self.world_size:
+            starts.pop()
+        return [*starts, n_rows]
 
     def __len__(self) -> int:
-        return math.ceil(len(self.features) / self.batch_size)
+        return len(self._bounds()) - 1
 
     def __iter__(self) -> Iterator[Batch]:
         features, targets = self.features, self.targets
         if self.sampler is not None:
             order = self.sampler.permutation(features.device)
             features, targets = features[order], targets[order]
-        for start in range(0, len(features), self.batch_size):
+        step = self.world_size
+        for start, stop in itertools.pairwise(self._bounds()):
             yield (
-                features[start : start + self.batch_size],
-                targets[start : start + self.batch_size],
+                features[start + self.rank : stop : step],
+                targets[start + self.rank : stop : step],
             )
 
 
@@ -152,10 +173,12 @@ class SyntheticRegressionDataModule(pl.LightningDataModule):
 
     def _loader(self, name: str, shuffle: bool) -> WholeBatchLoader:
         # Moved to the training device here, once per fit/test, never per batch.
-        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        trainer = self.trainer
+        device = trainer.strategy.root_device if trainer else torch.device("cpu")
         features, targets = (t.to(device) for t in self.split(name))
         sampler = EpochShuffler(len(features), self.seed) if shuffle else None
-        return WholeBatchLoader(features, targets, self.batch_size, sampler)
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        return WholeBatchLoader(features, targets, self.batch_size, sampler, rank, world_size)
 
     def train_dataloader(self) -> WholeBatchLoader:
         return self._loader("train", shuffle=self.shuffle)

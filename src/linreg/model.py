@@ -124,7 +124,8 @@ class LinearRegressionModule(pl.LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/epoch_loss", self._train_loss.epoch_mean())
+        # Epoch-level values are averaged over processes under DDP (a no-op in one process).
+        self.log("train/epoch_loss", self._train_loss.epoch_mean(), sync_dist=True)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         features, targets = batch
@@ -143,7 +144,8 @@ class LinearRegressionModule(pl.LightningModule):
     def _log_epoch_metrics(self, metrics: MetricCollection, prefix: str) -> None:
         values = metrics.compute()
         values[f"{prefix}loss"] = values[f"{prefix}mse"]
-        self.log_dict(values, prog_bar=prefix == "val/")
+        # Already global (torchmetrics syncs across processes); sync_dist only silences the check.
+        self.log_dict(values, prog_bar=prefix == "val/", sync_dist=True)
         metrics.reset()
 
     @torch.no_grad()
