@@ -25,8 +25,10 @@ def launches_processes(trainer: DictConfig) -> bool:
 class SweepCallbacks(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Lightning's DDP launcher re-runs the command line in every new process: with `-m`, each
-        # of them would re-run the whole sweep into the same folders.
-        if launches_processes(config.trainer):
+        # of them would re-run the whole sweep into the same folders. Under SLURM the scheduler
+        # starts the processes instead, one job at a time, which is safe.
+        on_slurm = "SlurmLauncher" in str(config.hydra.launcher.get("_target_", ""))
+        if launches_processes(config.trainer) and not on_slurm:
             print(
                 "error: multirun (-m) with trainer.strategy=ddp on several devices would re-run "
                 "the whole sweep in every DDP process; sweep single-process jobs, or run each DDP "
