@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -11,6 +12,7 @@ import torch
 from conftest import ROOT
 
 LESSONS = ROOT / "docs" / "tutorial"
+sys.path.insert(0, str(LESSONS))  # lessons import each other, as they do when run as scripts
 
 
 def lesson(name: str) -> ModuleType:

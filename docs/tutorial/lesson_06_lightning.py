@@ -29,10 +29,11 @@ WHAT_LIGHTNING_DOES = [
 ]
 
 
-def main() -> dict[str, Any]:
+def small_datamodule(n_samples: int, n_features: int, seed: int) -> SyntheticRegressionDataModule:
+    """The project's data: y = X w* + b* + noise, with raw features of scale 5 around 3."""
     datamodule = SyntheticRegressionDataModule(
-        n_samples=4000,
-        n_features=5,
+        n_samples=n_samples,
+        n_features=n_features,
         n_targets=1,
         noise_std=0.5,
         feature_scale=5.0,
@@ -41,24 +42,34 @@ def main() -> dict[str, Any]:
         val_fraction=0.15,
         test_fraction=0.15,
         batch_size=64,
-        seed=0,
+        seed=seed,
     )
     datamodule.setup()
+    return datamodule
+
+
+def plain_trainer(max_epochs: int) -> pl.Trainer:
+    """A Trainer with nothing but the loop: no logger, checkpoints or progress bar."""
     tidy_lightning_output()  # drops Lightning's product tip and a dependency's deprecation notice
-    module = LinearRegressionModule(
-        n_features=5, optimizer=functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9)
-    )
-    # Lesson 4 standardised by hand; here the model carries the statistics of the train split.
-    module.fit_standardization(datamodule.split("train")[0])
-    pl.seed_everything(0, verbose=False)
-    trainer = pl.Trainer(
-        max_epochs=8,
+    return pl.Trainer(
+        max_epochs=max_epochs,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
+
+
+def main() -> dict[str, Any]:
+    datamodule = small_datamodule(n_samples=4000, n_features=5, seed=0)
+    module = LinearRegressionModule(
+        n_features=5, optimizer=functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9)
+    )
+    # Lesson 4 standardised by hand; here the model carries the statistics of the train split.
+    module.fit_standardization(datamodule.split("train")[0])
+    pl.seed_everything(0, verbose=False)
+    trainer = plain_trainer(max_epochs=8)
     trainer.fit(module, datamodule=datamodule)
     (test,) = trainer.test(module, datamodule=datamodule, verbose=False)
     reference = reference_mse(datamodule.split("train"), datamodule.split("test"))

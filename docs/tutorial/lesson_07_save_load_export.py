@@ -15,12 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import onnxruntime
 import torch
+from lesson_06_lightning import plain_trainer, small_datamodule  # the same set-up as lesson 6
 
-from linreg.cli import tidy_lightning_output
-from linreg.data import SyntheticRegressionDataModule
 from linreg.export import export_onnx
 from linreg.model import LinearRegressionModule
 from linreg.regressor import LinearRegressor
@@ -33,31 +31,10 @@ def main(workdir: Path | None = None) -> dict[str, Any]:
 
 def run(workdir: Path) -> dict[str, Any]:
     facts: dict[str, Any] = {}
-    datamodule = SyntheticRegressionDataModule(
-        n_samples=2000,
-        n_features=4,
-        n_targets=1,
-        noise_std=0.5,
-        feature_scale=5.0,
-        feature_offset=3.0,
-        train_fraction=0.7,
-        val_fraction=0.15,
-        test_fraction=0.15,
-        batch_size=64,
-        seed=1,
-    )
-    datamodule.setup()
-    tidy_lightning_output()  # drops Lightning's product tip and a dependency's deprecation notice
+    datamodule = small_datamodule(n_samples=2000, n_features=4, seed=1)
     module = LinearRegressionModule(4, optimizer=functools.partial(torch.optim.Adam, lr=0.1))
     module.fit_standardization(datamodule.split("train")[0])
-    trainer = pl.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = plain_trainer(max_epochs=3)
     trainer.fit(module, datamodule=datamodule)
     features = datamodule.split("test")[0][:10]
     with torch.inference_mode():
