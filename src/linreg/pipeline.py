@@ -7,7 +7,6 @@ ONNX -> verify the ONNX file with onnxruntime -> write metrics.json -> return va
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from linreg.runs import (
     load_run_config,
     run_dir_of,
 )
-from linreg.summary import flatten_hparams, write_json_atomic
+from linreg.summary import StageClock, flatten_hparams, write_json_atomic
 
 log = logging.getLogger(__name__)
 OBJECTIVE = "val/loss"
@@ -48,7 +47,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
         cfg = resumed_config(cfg, overrides)
     validate(cfg)
     require_accelerator(cfg.trainer.accelerator)
-    started = time.perf_counter()
+    clock = StageClock()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
     show_config(cfg, output_dir)
@@ -57,12 +56,14 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
     datamodule.setup()
     module = build_module(cfg, datamodule)
     trainer = build_trainer(cfg)
+    clock.lap("setup")
 
     # Every checkpoint load refuses pickled code: checkpoints hold plain values only.
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     except SIGTERMException as stop:
         raise interrupted(trainer, output_dir) from stop
+    clock.lap("fit")
     if trainer.fast_dev_run:
         # A smoke test of every stage: Lightning saved no checkpoint, so there is nothing to export.
         objective = float(trainer.callback_metrics[OBJECTIVE])
@@ -78,6 +79,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
     )
     if not trainer.is_global_zero:
         return best_score
+    clock.lap("test")
 
     # Reloading the file (not reusing `module`) gives export exactly what the checkpoint holds.
     best = LinearRegressionModule.from_checkpoint(load_checkpoint(best_path))
@@ -88,6 +90,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
     metrics["params/weight_error"], metrics["params/bias_error"] = parameter_error(
         best.regressor, datamodule.ground_truth
     )
+    clock.lap("evaluate")
 
     onnx_path = None
     if cfg.export.enabled:
@@ -99,6 +102,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
         metrics["export/onnx_max_abs_diff"] = verify_onnx(
             onnx_path, best.regressor, held_out, cfg.export.atol, cfg.export.rtol
         )
+    clock.lap("export")
 
     log_hparams(trainer.loggers, cfg, metrics)
     summary = {
@@ -108,7 +112,8 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
         "test_mse_gap_to_reference": metrics["test/mse"] / metrics["reference/test_mse"] - 1,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
-        "wall_time_s": round(time.perf_counter() - started, 3),
+        "wall_time_s": clock.total(),
+        "stage_times_s": clock.stages,
         "torch_threads": torch.get_num_threads(),
         "seed": cfg.seed,
         "overrides": list(overrides),
