@@ -11,7 +11,19 @@ from omegaconf.errors import ConfigAttributeError, ValidationError
 from linreg.config import split_sizes, validate
 from linreg.errors import ConfigError
 
-GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths")
+GROUPS = (
+    "data",
+    "model",
+    "optimizer",
+    "scheduler",
+    "trainer",
+    "logger",
+    "callbacks",
+    "paths",
+    "debug",
+    "experiment",
+    "hparams_search",
+)
 
 
 def all_options() -> list[tuple[str, str]]:

@@ -1,0 +1,33 @@
+"""The benchmark runs every path and writes its table (figures are printed, never asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+PATHS = (
+    "hand-written, randperm + gather per batch",
+    "hand-written, contiguous slices (floor)",
+    "Lightning, TensorDataset + DataLoader(shuffle)",
+    "project (train.py defaults)",
+)
+
+
+def test_bench_times_every_path_and_writes_a_markdown_table(tmp_path: Path) -> None:
+    out = tmp_path / "bench.md"
+    args = ["--rows", "20000", "--features", "4", "--batch-sizes", "512", "2048",
+            "--repeats", "1", "--out", str(out)]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "linreg.bench", *args], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [
+        line.split(" | ") for line in out.read_text().splitlines() if line[:3] in ("| 5", "| 2")
+    ]
+    assert [(r[0], r[1]) for r in rows] == [(f"| {b}", p) for b in (512, 2048) for p in PATHS]
+    assert all(r[3] == "1.00x |" for r in rows if r[1] == PATHS[0])
+    assert all(float(r[2]) > 0 for r in rows)
+    assert "Closed-form least squares on the same rows" in out.read_text()
