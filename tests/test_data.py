@@ -60,7 +60,7 @@ def test_targets_follow_the_ground_truth_up_to_the_noise() -> None:
 
 def test_noise_free_data_is_solved_exactly_by_least_squares() -> None:
     dm = datamodule(noise_std=0.0)
-    weight, bias = least_squares(*dm.split("train"))
+    weight, bias = least_squares(dm.batches("train"))
     torch.testing.assert_close(weight.float(), dm.ground_truth.weight, atol=1e-4, rtol=0)
     torch.testing.assert_close(bias.float(), dm.ground_truth.bias, atol=1e-4, rtol=0)
 
@@ -138,3 +138,58 @@ def test_ddp_shards_see_every_sample_once_in_equal_numbers_of_batches(
 def test_single_process_batches_are_unchanged_by_sharding_support() -> None:
     batches = loader(n_rows=10, batch_size=4)
     assert [len(f) for f, _ in batches] == [4, 4, 2]
+
+
+def streamed(**changes: object) -> SyntheticRegressionDataModule:
+    return datamodule(streaming=True, **changes)
+
+
+def test_streamed_batches_are_drawn_the_same_every_time_from_seed_split_and_index() -> None:
+    stream = streamed().streams["train"]
+    first, again = stream.batch(3, torch.device("cpu")), stream.batch(3, torch.device("cpu"))
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert not torch.equal(stream.batch(4, torch.device("cpu"))[0], first[0])
+    val_batch = streamed().streams["val"].batch(2, torch.device("cpu"))[0]
+    assert not torch.equal(val_batch, first[0][: len(val_batch)])
+    assert not torch.equal(
+        streamed(seed=8).streams["train"].batch(3, torch.device("cpu"))[0], first[0]
+    )
+
+
+def test_streamed_splits_have_the_configured_sizes_and_follow_the_ground_truth() -> None:
+    dm = streamed(noise_std=0.0)
+    sizes = [sum(len(f) for f, _ in dm.batches(name)) for name in ("train", "val", "test")]
+    assert sizes == [700, 150, 150]
+    assert torch.equal(dm.ground_truth.weight, datamodule().ground_truth.weight)
+    weight, _ = least_squares(dm.batches("train"))
+    torch.testing.assert_close(weight.float(), dm.ground_truth.weight, atol=1e-4, rtol=0)
+    features, _ = dm.sample("train", 100)
+    assert features.shape == (100, 5)
+    with pytest.raises(RuntimeError, match="never held whole"):
+        dm.split("train")
+
+
+def test_streamed_epochs_visit_every_batch_once_in_a_seeded_order() -> None:
+    dm = streamed()
+    loaders = [dm.train_dataloader() for _ in range(2)]
+    orders = []
+    for epoch in (0, 1):
+        for loader in loaders:
+            loader.sampler.set_epoch(epoch)
+        first = [f[0, 0].item() for f, _ in loaders[0]]
+        assert first == [f[0, 0].item() for f, _ in loaders[1]]  # same seed, same order
+        orders.append(first)
+    assert sorted(orders[0]) == sorted(orders[1]) and orders[0] != orders[1]
+    assert len(orders[0]) == len(loaders[0]) == 11  # ceil(700 / 64)
+
+
+def test_streamed_ddp_shards_are_disjoint_and_equal_in_length() -> None:
+    from linreg.data import StreamingLoader
+
+    stream = streamed().streams["train"]
+    shards = [
+        StreamingLoader(stream, None, torch.device("cpu"), rank, world_size=2) for rank in (0, 1)
+    ]
+    firsts = [{f[0, 0].item() for f, _ in shard} for shard in shards]
+    assert len(shards[0]) == len(shards[1]) == 5
+    assert not firsts[0] & firsts[1]

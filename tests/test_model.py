@@ -86,7 +86,9 @@ def test_evaluate_reports_the_stage_metrics_on_a_whole_split() -> None:
     module = LinearRegressionModule(2, 1)
     features = torch.randn(100, 2)
     targets = module(features).detach() + 0.5
-    metrics = module.evaluate(features, targets, prefix="val/")
+    metrics = module.evaluate(
+        [(features[:60], targets[:60]), (features[60:], targets[60:])], "val/"
+    )
     assert metrics["val/mse"] == pytest.approx(0.25)
     assert metrics["val/loss"] == metrics["val/mse"]
     assert metrics["val/mae"] == pytest.approx(0.5)

@@ -198,3 +198,11 @@ def test_every_optimizer_default_reaches_the_reference_on_default_data(
     train(cfg)
     metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
     assert metrics["test/mse"] <= 1.01 * metrics["reference/test_mse"]
+
+
+def test_streamed_data_trains_to_the_least_squares_reference(tmp_path: Path) -> None:
+    _, summary = run(tmp_path, "data.streaming=true", "data.n_samples=20000", "data.batch_size=256")
+    metrics = summary["metrics"]
+    assert metrics["test/mse"] <= 1.02 * metrics["reference/test_mse"]
+    assert metrics["params/weight_error"] < 0.01
+    assert summary["metrics"]["export/onnx_max_abs_diff"] <= 1e-5

@@ -72,7 +72,7 @@ def main() -> dict[str, Any]:
     trainer = plain_trainer(max_epochs=8)
     trainer.fit(module, datamodule=datamodule)
     (test,) = trainer.test(module, datamodule=datamodule, verbose=False)
-    reference = reference_mse(datamodule.split("train"), datamodule.split("test"))
+    reference = reference_mse(datamodule.batches("train"), datamodule.batches("test"))
     print(
         f"Lightning: test/mse {test['test/mse']:.4f}; the closed-form least-squares fit: "
         f"{reference:.4f}"

@@ -12,8 +12,12 @@ accuracy limit.
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -165,7 +169,7 @@ def closed_form(x: Tensor, y: Tensor) -> tuple[float, float]:
 
     _sync(x.device)
     start = time.perf_counter()
-    weight, bias = least_squares(x.cpu(), y.cpu())
+    weight, bias = least_squares([(x.cpu(), y.cpu())])
     seconds = time.perf_counter() - start
     mse = float(torch.mean((x.cpu().double() @ weight.T + bias - y.cpu().double()) ** 2))
     return seconds, mse
@@ -214,6 +218,40 @@ def run(rows: int, features: int, batch_sizes: list[int], repeats: int, device: 
     return "\n".join(lines) + "\n"
 
 
+def streaming(rows_list: list[int], device: str) -> str:
+    """Peak memory and time of whole `train.py data.streaming=true` runs (one epoch) against N."""
+    lines = [
+        "Streaming data: `python train.py data.streaming=true data.n_features=16 "
+        "data.batch_size=4096 trainer.max_epochs=1`, one process per N",
+        "",
+        "| rows N | as float32 arrays | wall time (s) | peak RSS (MB) | test/mse | least squares |",
+        "|---|---|---|---|---|---|",
+    ]
+    for rows in rows_list:
+        run_dir = Path(tempfile.mkdtemp(prefix="linreg-stream-"))
+        command = [
+            sys.executable, str(CONF_DIR.parent / "train.py"), "data.streaming=true",
+            f"data.n_samples={rows}", "data.n_features=16", "data.batch_size=4096",
+            "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+            f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
+            f"hydra.run.dir={run_dir}",
+        ]  # fmt: skip
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        if status != 0:
+            raise RuntimeError(f"{' '.join(command)} failed (status {status})")
+        metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+        lines.append(
+            f"| {rows:.0e} | {rows * 17 * 4 / 1e9:.2f} GB | {seconds:.1f} | "
+            f"{usage.ru_maxrss / 1024:.0f} | {metrics['test/mse']:.4f} | "
+            f"{metrics['reference/test_mse']:.4f} |"
+        )
+        print(lines[-1], flush=True)
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -222,10 +260,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--streaming-rows", type=float, nargs="+", default=None,
+        help="instead: peak memory and time of streaming runs with these N (e.g. 1e6 1e7 1e8)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU found")
-    report = run(args.rows, args.features, args.batch_sizes, args.repeats, args.device)
+    if args.streaming_rows:
+        report = streaming([int(n) for n in args.streaming_rows], args.device)
+    else:
+        report = run(args.rows, args.features, args.batch_sizes, args.repeats, args.device)
     out = args.out or Path("outputs/bench") / f"{datetime.now():%Y-%m-%d_%H-%M-%S}-{args.device}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)

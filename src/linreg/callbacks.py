@@ -13,6 +13,8 @@ from linreg.data import GroundTruth
 from linreg.errors import DivergenceError
 from linreg.regressor import LinearRegressor
 
+FIGURE_ROWS = 20_000  # enough for every picture; all of a default split
+
 
 class DivergenceGuard(pl.Callback):
     """Stops the fit at the first non-finite training loss, before it reaches a checkpoint."""
@@ -102,7 +104,7 @@ class TensorBoardInsights(pl.Callback):
         from linreg import figures  # matplotlib costs ~0.4 s to import: only when drawing
 
         datamodule = trainer.datamodule
-        features, targets = datamodule.split(split)
+        features, targets = datamodule.sample(split, FIGURE_ROWS)
         with torch.no_grad():
             predicted = pl_module(features.to(pl_module.device)).cpu().numpy()
         true = targets.numpy()

@@ -31,6 +31,7 @@ class DataConfig:
     test_fraction: float = MISSING
     batch_size: int = MISSING
     shuffle: bool = True
+    streaming: bool = False
     seed: int = MISSING
 
 

@@ -39,14 +39,96 @@ def make_regression(
 ) -> tuple[Tensor, Tensor, GroundTruth]:
     """Draw the ground truth, then the features and noisy targets, all from one seeded generator."""
     generator = torch.Generator().manual_seed(seed)
-    weight = torch.randn(n_targets, n_features, generator=generator)
-    bias = torch.randn(n_targets, generator=generator)
-    features = feature_offset + feature_scale * torch.randn(
-        n_samples, n_features, generator=generator
+    truth = draw_ground_truth(generator, n_features, n_targets)
+    features, targets = draw_rows(
+        generator, n_samples, truth, noise_std, feature_scale, feature_offset
     )
-    noise = noise_std * torch.randn(n_samples, n_targets, generator=generator)
-    targets = features @ weight.T + bias + noise
-    return features, targets, GroundTruth(weight, bias)
+    return features, targets, truth
+
+
+def draw_ground_truth(generator: torch.Generator, n_features: int, n_targets: int) -> GroundTruth:
+    weight = torch.randn(n_targets, n_features, generator=generator)
+    return GroundTruth(weight, torch.randn(n_targets, generator=generator))
+
+
+def draw_rows(
+    generator: torch.Generator,
+    n_rows: int,
+    truth: GroundTruth,
+    noise_std: float,
+    feature_scale: float,
+    feature_offset: float,
+) -> Batch:
+    """Rows of raw features and their noisy targets, on the generator's device."""
+    device = generator.device
+    n_targets, n_features = truth.weight.shape
+    features = torch.randn(n_rows, n_features, generator=generator, device=device)
+    features = feature_offset + feature_scale * features
+    noise = noise_std * torch.randn(n_rows, n_targets, generator=generator, device=device)
+    return features, features @ truth.weight.to(device).T + truth.bias.to(device) + noise
+
+
+@dataclass(frozen=True)
+class StreamedSplit:
+    """A split that is never held in memory: batch i is drawn from (seed, split, i) when asked for,
+    the same every time, so 100 million rows train in the memory of one batch."""
+
+    name: str
+    n_rows: int
+    batch_size: int
+    seed: int
+    truth: GroundTruth
+    noise_std: float
+    feature_scale: float
+    feature_offset: float
+
+    @property
+    def n_batches(self) -> int:
+        return -(-self.n_rows // self.batch_size)
+
+    def batch(self, index: int, device: torch.device) -> Batch:
+        if not 0 <= index < self.n_batches:
+            raise IndexError(f"{self.name} split has {self.n_batches} batches, not {index + 1}")
+        rows = min(self.batch_size, self.n_rows - index * self.batch_size)
+        generator = torch.Generator(device=device)
+        generator.manual_seed(hash((self.seed, self.name, index)) & (2**63 - 1))
+        return draw_rows(
+            generator, rows, self.truth, self.noise_std, self.feature_scale, self.feature_offset
+        )
+
+
+class StreamingLoader:
+    """Batches of a StreamedSplit in a per-epoch shuffled order of batch indices (rows inside a
+    batch are i.i.d. already). Under DDP each process takes every world_size-th batch, and the last
+    few batches that cannot be shared out evenly are skipped that epoch."""
+
+    batch_sampler = None
+
+    def __init__(
+        self,
+        split: StreamedSplit,
+        sampler: EpochShuffler | None,
+        device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.split = split
+        self.sampler = sampler
+        self.device = device
+        self.rank = rank
+        self.world_size = world_size
+
+    def __len__(self) -> int:
+        return self.split.n_batches // self.world_size
+
+    def __iter__(self) -> Iterator[Batch]:
+        if self.sampler is None:
+            order = torch.arange(self.split.n_batches)
+        else:
+            order = self.sampler.permutation(torch.device("cpu"))
+        mine = order[self.rank :: self.world_size][: len(self)]
+        for index in mine.tolist():
+            yield self.split.batch(index, self.device)
 
 
 class EpochShuffler:
@@ -144,20 +226,33 @@ class SyntheticRegressionDataModule(pl.LightningDataModule):
         batch_size: int,
         seed: int,
         shuffle: bool = True,
+        streaming: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.streaming = streaming
         self.seed = seed
         self.splits: dict[str, Batch] = {}
+        self.streams: dict[str, StreamedSplit] = {}
         self.ground_truth: GroundTruth | None = None
 
     def setup(self, stage: str | None = None) -> None:
-        """Generate the data once; later calls (one per trainer stage) reuse it."""
-        if self.splits:
+        """Generate the data once (or, streaming, only its ground truth); later calls reuse it."""
+        if self.splits or self.streams:
             return
         hp = self.hparams
+        sizes = split_sizes(hp.n_samples, (hp.train_fraction, hp.val_fraction, hp.test_fraction))
+        if self.streaming:
+            generator = torch.Generator().manual_seed(hp.seed)
+            self.ground_truth = draw_ground_truth(generator, hp.n_features, hp.n_targets)
+            for name, n_rows in zip(SPLITS, sizes, strict=True):
+                self.streams[name] = StreamedSplit(
+                    name, n_rows, hp.batch_size, hp.seed, self.ground_truth, hp.noise_std,
+                    hp.feature_scale, hp.feature_offset,
+                )  # fmt: skip
+            return
         features, targets, self.ground_truth = make_regression(
             hp.n_samples,
             hp.n_features,
@@ -167,30 +262,56 @@ class SyntheticRegressionDataModule(pl.LightningDataModule):
             hp.feature_offset,
             hp.seed,
         )
-        sizes = split_sizes(hp.n_samples, (hp.train_fraction, hp.val_fraction, hp.test_fraction))
         bounds = torch.tensor((0, *sizes)).cumsum(0).tolist()
         for name, start, stop in zip(SPLITS, bounds[:-1], bounds[1:], strict=True):
             self.splits[name] = (features[start:stop], targets[start:stop])
 
     def split(self, name: str) -> Batch:
-        """The (features, targets) of one split, on the CPU."""
+        """The (features, targets) of one in-memory split, on the CPU."""
         self.setup()
+        if self.streaming:
+            raise RuntimeError("a streamed split is never held whole: use batches() or sample()")
         return self.splits[name]
 
-    def _loader(self, name: str, shuffle: bool) -> WholeBatchLoader:
-        # Moved to the training device here, once per fit/test, never per batch.
+    def batches(self, name: str) -> Iterator[Batch]:
+        """The whole split, on the CPU, in pieces that fit in memory (one piece when in memory)."""
+        self.setup()
+        if not self.streaming:
+            yield self.splits[name]
+            return
+        stream = self.streams[name]
+        for index in range(stream.n_batches):
+            yield stream.batch(index, torch.device("cpu"))
+
+    def sample(self, name: str, n_rows: int) -> Batch:
+        """The first `n_rows` rows (at most) of a split, on the CPU."""
+        pieces, taken = [], 0
+        for features, targets in self.batches(name):
+            pieces.append((features[: n_rows - taken], targets[: n_rows - taken]))
+            taken += len(pieces[-1][0])
+            if taken >= n_rows:
+                break
+        return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
+
+    def _loader(self, name: str, shuffle: bool) -> WholeBatchLoader | StreamingLoader:
+        # In memory, moved to the training device here, once per fit/test, never per batch;
+        # streamed, each batch is drawn on the device.
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer else torch.device("cpu")
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        if self.streaming:
+            stream = self.streams[name]
+            sampler = EpochShuffler(stream.n_batches, self.seed) if shuffle else None
+            return StreamingLoader(stream, sampler, device, rank, world_size)
         features, targets = (t.to(device) for t in self.split(name))
         sampler = EpochShuffler(len(features), self.seed) if shuffle else None
-        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         return WholeBatchLoader(features, targets, self.batch_size, sampler, rank, world_size)
 
-    def train_dataloader(self) -> WholeBatchLoader:
+    def train_dataloader(self) -> WholeBatchLoader | StreamingLoader:
         return self._loader("train", shuffle=self.shuffle)
 
-    def val_dataloader(self) -> WholeBatchLoader:
+    def val_dataloader(self) -> WholeBatchLoader | StreamingLoader:
         return self._loader("val", shuffle=False)
 
-    def test_dataloader(self) -> WholeBatchLoader:
+    def test_dataloader(self) -> WholeBatchLoader | StreamingLoader:
         return self._loader("test", shuffle=False)

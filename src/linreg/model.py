@@ -149,10 +149,12 @@ class LinearRegressionModule(pl.LightningModule):
         metrics.reset()
 
     @torch.no_grad()
-    def evaluate(self, features: Tensor, targets: Tensor, prefix: str) -> dict[str, float]:
-        """The stage metrics on one whole split, outside any trainer (and without logging)."""
+    def evaluate(self, batches: Iterable[tuple[Tensor, Tensor]], prefix: str) -> dict[str, float]:
+        """The stage metrics over a whole split, outside any trainer (and without logging)."""
         metrics = regression_metrics(prefix).to(self.device)
-        values = metrics(self(features.to(self.device)), targets.to(self.device))
+        for features, targets in batches:
+            metrics.update(self(features.to(self.device)), targets.to(self.device))
+        values = metrics.compute()
         values[f"{prefix}loss"] = values[f"{prefix}mse"]
         return {name: float(value) for name, value in values.items()}
 

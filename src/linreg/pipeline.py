@@ -39,6 +39,7 @@ from linreg.summary import StageClock, flatten_hparams, write_json_atomic
 log = logging.getLogger(__name__)
 OBJECTIVE = "val/loss"
 RESUMABLE_OVERRIDES = ("ckpt_path", "trainer.max_epochs")
+STANDARDIZATION_ROWS = 1_000_000
 
 
 def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
@@ -83,9 +84,9 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
 
     # Reloading the file (not reusing `module`) gives export exactly what the checkpoint holds.
     best = LinearRegressionModule.from_checkpoint(load_checkpoint(best_path))
-    metrics = {**best.evaluate(*datamodule.split("val"), prefix="val/"), **test_metrics}
+    metrics = {**best.evaluate(datamodule.batches("val"), prefix="val/"), **test_metrics}
     metrics["reference/test_mse"] = reference_mse(
-        datamodule.split("train"), datamodule.split("test")
+        datamodule.batches("train"), datamodule.batches("test")
     )
     metrics["params/weight_error"], metrics["params/bias_error"] = parameter_error(
         best.regressor, datamodule.ground_truth
@@ -98,7 +99,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
         onnx_path = export_onnx(
             best.regressor, n_features, output_dir / cfg.export.filename, cfg.export.opset
         )
-        held_out = datamodule.split("test")[0][: cfg.export.verify_batch_size]
+        held_out, _ = datamodule.sample("test", cfg.export.verify_batch_size)
         metrics["export/onnx_max_abs_diff"] = verify_onnx(
             onnx_path, best.regressor, held_out, cfg.export.atol, cfg.export.rtol
         )
@@ -182,7 +183,8 @@ def build_module(
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
     )
-    module.fit_standardization(datamodule.split("train")[0])
+    # Streamed data is never whole: its statistics come from the first rows of the train split.
+    module.fit_standardization(datamodule.sample("train", STANDARDIZATION_ROWS)[0])
     return module
 
 
