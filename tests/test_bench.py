@@ -12,6 +12,7 @@ PATHS = (
     "hand-written, randperm + gather per batch",
     "hand-written, contiguous slices (floor)",
     "Lightning, TensorDataset + DataLoader(shuffle)",
+    "Lightning bare: project loader, no callbacks/logger",
     "project (train.py defaults)",
 )
 

@@ -130,6 +130,31 @@ def lightning_naive(x: Tensor, y: Tensor, batch_size: int) -> Epoch:
     return lambda: _fit_one_epoch(build, timer)
 
 
+def lightning_bare(x: Tensor, y: Tensor, batch_size: int) -> Epoch:
+    """The project's module and whole-batch loader in a bare Trainer: no callbacks, logger or
+    progress. What remains is the cost of Lightning's loop itself."""
+    import lightning.pytorch as pl
+
+    from linreg.data import EpochShuffler, WholeBatchLoader
+    from linreg.model import LinearRegressionModule
+
+    timer = _EpochTimer()
+    loader = WholeBatchLoader(x, y, batch_size, EpochShuffler(len(x), seed=0))
+
+    def build(callbacks: list) -> tuple:
+        module = LinearRegressionModule(
+            x.shape[1], y.shape[1], optimizer=lambda p: torch.optim.SGD(p, lr=SGD_LR)
+        )
+        trainer = pl.Trainer(
+            max_epochs=1, accelerator=x.device.type, devices=1, logger=False,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            limit_val_batches=0, callbacks=callbacks,
+        )  # fmt: skip
+        return trainer, module, {"train_dataloaders": loader}
+
+    return lambda: _fit_one_epoch(build, timer)
+
+
 def project_config(n_rows: int, n_features: int, batch_size: int, device: str, output_dir: Path):
     """The real `conf/train.yaml` defaults, sized for the benchmark and switched to plain SGD."""
     from hydra import compose, initialize_config_dir
@@ -199,6 +224,7 @@ def run(rows: int, features: int, batch_sizes: list[int], repeats: int, device: 
             "hand-written, randperm + gather per batch": hand_randperm(x, y, batch_size),
             "hand-written, contiguous slices (floor)": hand_contiguous(x, y, batch_size),
             "Lightning, TensorDataset + DataLoader(shuffle)": lightning_naive(x, y, batch_size),
+            "Lightning bare: project loader, no callbacks/logger": lightning_bare(x, y, batch_size),
             "project (train.py defaults)": project(cfg, datamodule),
         }
         times: dict[str, list[float]] = {name: [] for name in paths}
