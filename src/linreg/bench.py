@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -106,15 +106,14 @@ def _fit_one_epoch(build: Callable[[list], tuple], timer: _EpochTimer) -> float:
     return timer.seconds[-1]
 
 
-def lightning_naive(x: Tensor, y: Tensor, batch_size: int) -> Epoch:
-    """What most templates do: TensorDataset + DataLoader(shuffle=True), per-sample collation."""
+def _lightning_epoch(x: Tensor, y: Tensor, loader: Iterable) -> Epoch:
+    """One epoch of the project's module over `loader` in a bare Trainer (no callbacks, logger,
+    progress or validation)."""
     import lightning.pytorch as pl
-    from torch.utils.data import DataLoader, TensorDataset
 
     from linreg.model import LinearRegressionModule
 
     timer = _EpochTimer()
-    loader = DataLoader(TensorDataset(x.cpu(), y.cpu()), batch_size=batch_size, shuffle=True)
 
     def build(callbacks: list) -> tuple:
         module = LinearRegressionModule(
@@ -128,31 +127,21 @@ def lightning_naive(x: Tensor, y: Tensor, batch_size: int) -> Epoch:
         return trainer, module, {"train_dataloaders": loader}
 
     return lambda: _fit_one_epoch(build, timer)
+
+
+def lightning_naive(x: Tensor, y: Tensor, batch_size: int) -> Epoch:
+    """What most templates do: TensorDataset + DataLoader(shuffle=True), per-sample collation."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    dataset = TensorDataset(x.cpu(), y.cpu())
+    return _lightning_epoch(x, y, DataLoader(dataset, batch_size=batch_size, shuffle=True))
 
 
 def lightning_bare(x: Tensor, y: Tensor, batch_size: int) -> Epoch:
-    """The project's module and whole-batch loader in a bare Trainer: no callbacks, logger or
-    progress. What remains is the cost of Lightning's loop itself."""
-    import lightning.pytorch as pl
-
+    """The project's whole-batch loader in a bare Trainer: what remains is Lightning's own loop."""
     from linreg.data import EpochShuffler, WholeBatchLoader
-    from linreg.model import LinearRegressionModule
 
-    timer = _EpochTimer()
-    loader = WholeBatchLoader(x, y, batch_size, EpochShuffler(len(x), seed=0))
-
-    def build(callbacks: list) -> tuple:
-        module = LinearRegressionModule(
-            x.shape[1], y.shape[1], optimizer=lambda p: torch.optim.SGD(p, lr=SGD_LR)
-        )
-        trainer = pl.Trainer(
-            max_epochs=1, accelerator=x.device.type, devices=1, logger=False,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            limit_val_batches=0, callbacks=callbacks,
-        )  # fmt: skip
-        return trainer, module, {"train_dataloaders": loader}
-
-    return lambda: _fit_one_epoch(build, timer)
+    return _lightning_epoch(x, y, WholeBatchLoader(x, y, batch_size, EpochShuffler(len(x), 0)))
 
 
 def project_config(n_rows: int, n_features: int, batch_size: int, device: str, output_dir: Path):
