@@ -108,10 +108,13 @@ def plot(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
               title="final validation loss by learning rate")  # fmt: skip
     if lines:
         by_lr.legend()
+    # Label the curves with what differs between jobs, not the overrides every job shares.
+    shared = set.intersection(*(set(row["overrides"].split()) for row in rows))
     for row in finished[:3]:
         steps, values = validation_curve(sweep_dir / row["job"])
+        varying = " ".join(o for o in row["overrides"].split() if o not in shared)
         if steps:
-            curves.plot(steps, values, label=f"job {row['job']}: {row['overrides']}")
+            curves.plot(steps, values, label=f"job {row['job']}: {varying or 'defaults'}")
     curves.set(yscale="log", xlabel="step", ylabel="val/loss", title="best runs")
     if curves.lines:
         curves.legend(fontsize="small")
