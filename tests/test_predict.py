@@ -220,3 +220,16 @@ def test_unknown_or_missing_arguments_show_usage() -> None:
     result = predict("model=x", "inptu=y")
     assert result.returncode == 1
     assert result.stderr.startswith("error: unknown argument 'inptu=y'; usage: python predict.py")
+
+
+def test_long_input_shows_a_progress_bar_on_a_terminal(
+    trained_run: Path, tmp_path: Path, features: np.ndarray, monkeypatch, capsys
+) -> None:
+    from linreg import predict as predict_module
+
+    csv = write_csv(tmp_path / "in.csv", features)
+    monkeypatch.setattr(predict_module, "PROGRESS_MIN_BYTES", 0)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    args = predict_module.PredictArgs(str(trained_run), str(csv), str(tmp_path / "out.csv"), 64)
+    assert predict_module.predict(args) == 500
+    assert "predict: 100%" in capsys.readouterr().err
