@@ -53,13 +53,15 @@ class _RunningLoss:
         return mean
 
 
-def regression_metrics(prefix: str) -> MetricCollection:
+def regression_metrics(prefix: str, sync_on_compute: bool = True) -> MetricCollection:
+    """MSE, MAE, R2 and explained variance; `sync_on_compute` gathers DDP processes' states."""
+    options = {"sync_on_compute": sync_on_compute}
     return MetricCollection(
         {
-            "mse": MeanSquaredError(),
-            "mae": MeanAbsoluteError(),
-            "r2": R2Score(),
-            "explained_variance": ExplainedVariance(),
+            "mse": MeanSquaredError(**options),
+            "mae": MeanAbsoluteError(**options),
+            "r2": R2Score(**options),
+            "explained_variance": ExplainedVariance(**options),
         },
         prefix=prefix,
     )
@@ -121,7 +123,8 @@ class LinearRegressionModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         # The rate this epoch trains with (epoch schedulers step before on_train_epoch_end).
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self.log("train/lr", lr, sync_dist=True)  # the same in every process
 
     def on_train_epoch_end(self) -> None:
         # Epoch-level values are averaged over processes under DDP (a no-op in one process).
@@ -150,8 +153,11 @@ class LinearRegressionModule(pl.LightningModule):
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[tuple[Tensor, Tensor]], prefix: str) -> dict[str, float]:
-        """The stage metrics over a whole split, outside any trainer (and without logging)."""
-        metrics = regression_metrics(prefix).to(self.device)
+        """The stage metrics over a whole split, outside any trainer (and without logging).
+
+        Local to this process, which holds the whole split: under DDP only rank 0 calls this.
+        """
+        metrics = regression_metrics(prefix, sync_on_compute=False).to(self.device)
         for features, targets in batches:
             metrics.update(self(features.to(self.device)), targets.to(self.device))
         values = metrics.compute()
