@@ -87,6 +87,8 @@ def test_help_lists_every_config_group_and_option(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "optimizer: adam, adamw, rmsprop, sgd" in result.stdout
     assert "scheduler: cosine, none, plateau, step" in result.stdout
+    groups = result.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    assert "schema" not in groups  # the typed schemas are not options to choose
 
 
 @pytest.mark.slow

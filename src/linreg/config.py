@@ -1,6 +1,6 @@
 """Typed schemas for the YAML configs in `conf/`, and the value checks types cannot express.
 
-Each YAML option file names its schema in its defaults list (`/schema/<group>@_here_: <name>`), so a
+Each YAML option file names its schema in its defaults list (`/schema_<group>_<name>@_here_`), so a
 mistyped key or a value of the wrong type is rejected by Hydra at composition, with the key named,
 before any work starts. This module imports nothing heavy: `train.py --help` stays fast.
 """
@@ -181,7 +181,8 @@ def register_configs() -> None:
         ("trainer", "trainer", TrainerConfig),
         ("paths", "paths", PathsConfig),
     ]:
-        store.store(group=f"schema/{group}", name=name, node=node)
+        # Stored as plain configs, not groups, so `--help` lists only the options users choose.
+        store.store(name=f"schema_{group}_{name}", node=node)
 
 
 def resumed_run_dir(ckpt_path: str | None, new_run_dir: str) -> str:
