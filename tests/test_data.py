@@ -193,3 +193,26 @@ def test_streamed_ddp_shards_are_disjoint_and_equal_in_length() -> None:
     firsts = [{f[0, 0].item() for f, _ in shard} for shard in shards]
     assert len(shards[0]) == len(shards[1]) == 5
     assert not firsts[0] & firsts[1]
+
+
+def test_shuffles_and_streamed_batches_are_the_same_in_another_process() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; from linreg.data import EpochShuffler, SyntheticRegressionDataModule\n"
+        "s = EpochShuffler(10, 7); s.set_epoch(3)\n"
+        "print(s.permutation(torch.device('cpu')).tolist())\n"
+        "dm = SyntheticRegressionDataModule(n_samples=1000, n_features=5, n_targets=2,"
+        " noise_std=0.1, feature_scale=5.0, feature_offset=3.0, train_fraction=0.7,"
+        " val_fraction=0.15, test_fraction=0.15, batch_size=64, seed=7, streaming=True)\n"
+        "dm.setup(); print(dm.streams['val'].batch(1, torch.device('cpu'))[0].sum().item())\n"
+    )
+    lines = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    shuffler = EpochShuffler(10, 7)
+    shuffler.set_epoch(3)
+    assert lines[0] == str(shuffler.permutation(torch.device("cpu")).tolist())
+    batch = streamed().streams["val"].batch(1, torch.device("cpu"))[0]
+    assert float(lines[1]) == batch.sum().item()

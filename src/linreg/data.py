@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -26,6 +27,12 @@ class GroundTruth:
 
     weight: Tensor  # (n_targets, n_features)
     bias: Tensor  # (n_targets,)
+
+
+def derived_seed(*parts: int) -> int:
+    """A seed that depends on all of `parts` and is the same in every process and Python version
+    (unlike `hash`, which is salted per process for strings)."""
+    return int(np.random.SeedSequence(parts).generate_state(1, np.uint64)[0] >> 1)
 
 
 def make_regression(
@@ -91,7 +98,7 @@ class StreamedSplit:
             raise IndexError(f"{self.name} split has {self.n_batches} batches, not {index + 1}")
         rows = min(self.batch_size, self.n_rows - index * self.batch_size)
         generator = torch.Generator(device=device)
-        generator.manual_seed(hash((self.seed, self.name, index)) & (2**63 - 1))
+        generator.manual_seed(derived_seed(self.seed, SPLITS.index(self.name), index))
         return draw_rows(
             generator, rows, self.truth, self.noise_std, self.feature_scale, self.feature_offset
         )
@@ -146,7 +153,7 @@ class EpochShuffler:
         self.epoch = epoch
 
     def permutation(self, device: torch.device) -> Tensor:
-        generator = torch.Generator().manual_seed(hash((self.seed, self.epoch)))
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch))
         return torch.randperm(self.n_rows, generator=generator).to(device)
 
 

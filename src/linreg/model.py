@@ -24,6 +24,11 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
 
 
+def with_loss(values: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """Adds `<stage>/loss`: the training objective, MSE, under the name every stage shares."""
+    return {**values, f"{prefix}loss": values[f"{prefix}mse"]}
+
+
 class _RunningLoss:
     """Sample-weighted sums of the training loss, kept as device tensors: no host sync per step."""
 
@@ -145,8 +150,7 @@ class LinearRegressionModule(pl.LightningModule):
         self._log_epoch_metrics(self.test_metrics, "test/")
 
     def _log_epoch_metrics(self, metrics: MetricCollection, prefix: str) -> None:
-        values = metrics.compute()
-        values[f"{prefix}loss"] = values[f"{prefix}mse"]
+        values = with_loss(metrics.compute(), prefix)
         # Already global (torchmetrics syncs across processes); sync_dist only silences the check.
         self.log_dict(values, prog_bar=prefix == "val/", sync_dist=True)
         metrics.reset()
@@ -160,8 +164,7 @@ class LinearRegressionModule(pl.LightningModule):
         metrics = regression_metrics(prefix, sync_on_compute=False).to(self.device)
         for features, targets in batches:
             metrics.update(self(features.to(self.device)), targets.to(self.device))
-        values = metrics.compute()
-        values[f"{prefix}loss"] = values[f"{prefix}mse"]
+        values = with_loss(metrics.compute(), prefix)
         return {name: float(value) for name, value in values.items()}
 
     def configure_optimizers(self) -> Any:

@@ -51,9 +51,10 @@ def find_checkpoint(path: str | Path, which: Literal["best", "last"], key: str) 
 
 def _best_checkpoint(run_dir: Path) -> Path:
     summary = run_dir / "metrics.json"
-    if summary.is_file():
-        return run_dir / json.loads(summary.read_text())["paths"]["best_checkpoint"]
-    # An interrupted run has no summary yet: its best checkpoint is the one that is not last.ckpt.
+    recorded = json.loads(summary.read_text()).get("paths", {}) if summary.is_file() else {}
+    if recorded.get("best_checkpoint"):
+        return run_dir / recorded["best_checkpoint"]
+    # An interrupted or failed run records none: its best checkpoint is the one not last.ckpt.
     candidates = sorted(
         p for p in (run_dir / CHECKPOINT_DIR).glob("*.ckpt") if p.name != LAST_CHECKPOINT
     )
