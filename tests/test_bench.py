@@ -13,7 +13,8 @@ PATHS = (
     "hand-written, contiguous slices (floor)",
     "Lightning, TensorDataset + DataLoader(shuffle)",
     "Lightning bare: project loader, no callbacks/logger",
-    "project (train.py defaults)",
+    "project, model.steps_per_execution=1 (one step per Lightning step)",
+    "project (train.py defaults: 16 steps per execution)",
 )
 
 

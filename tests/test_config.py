@@ -97,6 +97,14 @@ def test_wrong_type_is_rejected_at_composition_naming_key(override: str, key: st
         (["trainer.accelerator=tpuu"], "trainer.accelerator='tpuu' is invalid: choose one of"),
         (["trainer.precision=8"], "trainer.precision='8' is invalid"),
         (["trainer.max_epochs=0"], "trainer.max_epochs=0 is invalid"),
+        (["model.steps_per_execution=0"], "model.steps_per_execution=0 is invalid: must be >= 1"),
+        (
+            ["trainer.gradient_clip_val=0.5"],
+            "trainer.gradient_clip_val=0.5 is invalid: Lightning applies it at every optimizer "
+            "step, so it needs model.steps_per_execution=1 (now 16)",
+        ),
+        (["trainer.accumulate_grad_batches=4"], "trainer.accumulate_grad_batches=4 is invalid"),
+        (["trainer.precision=16-mixed"], "trainer.precision='16-mixed' is invalid"),
     ],
 )
 def test_invalid_values_raise_one_config_error_naming_key_and_value(
@@ -106,6 +114,19 @@ def test_invalid_values_raise_one_config_error_naming_key_and_value(
         validate(compose_config(overrides))
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_per_step_trainer_options_are_accepted_with_one_step_per_execution() -> None:
+    validate(
+        compose_config(
+            [
+                "model.steps_per_execution=1",
+                "trainer.gradient_clip_val=0.5",
+                "trainer.accumulate_grad_batches=4",
+                "trainer.precision=16-mixed",
+            ]
+        )
+    )
 
 
 @pytest.mark.parametrize("n_samples", [10, 999, 1000, 20_000])

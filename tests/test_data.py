@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from linreg.data import EpochShuffler, SyntheticRegressionDataModule, WholeBatchLoader
+from linreg.data import (
+    EpochShuffler,
+    Executions,
+    SyntheticRegressionDataModule,
+    WholeBatchLoader,
+)
 from linreg.reference import least_squares
 
 SETTINGS = dict(
@@ -87,6 +92,20 @@ def test_every_sample_is_seen_exactly_once_per_epoch_in_whole_batches() -> None:
     sizes = [len(features) for features, _ in batches]
     assert sizes == [32, 32, 32, 4]
     assert sorted(epoch_order(batches, 0).tolist()) == list(range(100))
+
+
+def test_executions_group_consecutive_batches_of_the_same_shuffled_epoch() -> None:
+    batches = loader(n_rows=100, batch_size=8)  # 13 batches, the last of 4 rows
+    groups = Executions(batches, steps_per_execution=5)
+    assert len(groups) == 3
+    assert groups.sampler is batches.sampler  # Lightning's set_epoch reaches the shuffle
+    groups.sampler.set_epoch(3)
+    grouped = list(groups)
+    assert [len(group) for group in grouped] == [5, 5, 3]
+    ungrouped = [features for features, _ in batches]  # the same epoch, batch by batch
+    flat = [features for group in grouped for features, _ in group]
+    assert all(torch.equal(a, b) for a, b in zip(flat, ungrouped, strict=True))
+    assert [len(features) for features in flat][-1] == 4
 
 
 def test_features_and_targets_stay_paired_after_shuffling() -> None:

@@ -151,7 +151,9 @@ def test_console_without_a_terminal_prints_epoch_lines_a_summary_and_no_library_
 def test_debug_fast_dev_run_runs_one_batch_per_stage_and_saves_nothing(tmp_path: Path) -> None:
     result = run_cli(["debug=fast_dev_run"], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "fast_dev_run: one batch of train, val and test ran" in result.stdout
+    assert "fast_dev_run: one training step (16 batches), one batch of val and test ran" in (
+        result.stdout
+    )
     written = sorted(p.name for p in tmp_path.iterdir() if p.name != ".hydra")
     assert written == ["config_tree.txt", "train.log"]
 

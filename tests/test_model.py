@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from conftest import compose_config
@@ -43,7 +44,7 @@ def test_raw_parameters_reproduce_the_model_on_raw_features() -> None:
 
 def test_hyper_parameters_are_plain_values_only() -> None:
     module = LinearRegressionModule(3, 2, optimizer=torch.optim.SGD)
-    assert dict(module.hparams) == {"n_features": 3, "n_targets": 2}
+    assert dict(module.hparams) == {"n_features": 3, "n_targets": 2, "steps_per_execution": 1}
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
@@ -93,3 +94,63 @@ def test_evaluate_reports_the_stage_metrics_on_a_whole_split() -> None:
     assert metrics["val/loss"] == metrics["val/mse"]
     assert metrics["val/mae"] == pytest.approx(0.5)
     assert set(metrics) == {"val/mse", "val/mae", "val/r2", "val/explained_variance", "val/loss"}
+
+
+class _LearningRates(pl.Callback):
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def fit(
+    steps_per_execution: int, scheduler: list[str]
+) -> tuple[pl.Trainer, LinearRegressionModule, list]:
+    cfg = compose_config(
+        ["data.n_samples=3000", "data.batch_size=64", "optimizer=adam", *scheduler]
+    )
+    torch.manual_seed(0)  # the same initial weights
+    datamodule = instantiate(cfg.data)
+    module = LinearRegressionModule(
+        datamodule.hparams.n_features,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
+        steps_per_execution=steps_per_execution,
+    )
+    module.fit_standardization(datamodule.split("train")[0])
+    learning_rates = _LearningRates()
+    trainer = pl.Trainer(
+        max_epochs=5, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[learning_rates],
+    )  # fmt: skip
+    trainer.fit(module, datamodule=datamodule)
+    return trainer, module, learning_rates.seen
+
+
+@pytest.mark.parametrize(
+    "scheduler",
+    [
+        ["scheduler=none"],
+        ["scheduler=step", "scheduler.step_size=2"],
+        # Cuts the rate after every epoch that does not cut val/loss tenfold.
+        ["scheduler=plateau", "scheduler.patience=0", "scheduler.threshold=0.9"],
+    ],
+    ids=["none", "step", "plateau"],
+)
+def test_several_steps_per_execution_train_exactly_like_one_step_per_lightning_step(
+    scheduler: list[str],
+) -> None:
+    # 2100 training rows in batches of 64: 33 batches, so executions of 8 end with one of 1.
+    automatic, automatic_module, automatic_lrs = fit(1, scheduler)
+    fused, fused_module, fused_lrs = fit(8, scheduler)
+    assert automatic.global_step == 5 * 33
+    assert fused.global_step == 5 * 5  # Lightning counts executions
+    assert fused_lrs == automatic_lrs
+    assert len(set(fused_lrs)) > 1 or scheduler == ["scheduler=none"]
+    for name, value in automatic_module.state_dict().items():
+        torch.testing.assert_close(fused_module.state_dict()[name], value, rtol=1e-5, atol=1e-6)
+    for name in ("train/epoch_loss", "val/loss"):
+        torch.testing.assert_close(
+            fused.callback_metrics[name], automatic.callback_metrics[name], rtol=1e-5, atol=0
+        )

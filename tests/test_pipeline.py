@@ -85,7 +85,11 @@ def test_run_folder_holds_checkpoints_onnx_events_and_summary(default_run) -> No
 def test_checkpoint_loads_with_weights_only_and_holds_plain_hparams(default_run) -> None:
     output_dir, _, summary = default_run
     checkpoint = torch.load(output_dir / summary["paths"]["best_checkpoint"], weights_only=True)
-    assert checkpoint["hyper_parameters"] == {"n_features": 8, "n_targets": 1}
+    assert checkpoint["hyper_parameters"] == {
+        "n_features": 8,
+        "n_targets": 1,
+        "steps_per_execution": 16,
+    }
     assert checkpoint["datamodule_hyper_parameters"]["n_samples"] == 8000
     assert "regressor.standardize.mean" in checkpoint["state_dict"]
 

@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 # Epochs long enough (about half a second) to interrupt one in the middle.
 RESUMABLE = (
-    "data.n_samples=60000",
+    "data.n_samples=200000",
     "data.batch_size=64",
     "trainer.max_epochs=4",
     "trainer.deterministic=true",

@@ -120,7 +120,11 @@ def test_lesson_7_save_load_export(tmp_path: Path) -> None:
     ]
     assert facts["state_dict_roundtrip"] is True
     assert facts["checkpoint_epoch"] == 3
-    assert facts["checkpoint_hparams"] == {"n_features": 4, "n_targets": 1}
+    assert facts["checkpoint_hparams"] == {
+        "n_features": 4,
+        "n_targets": 1,
+        "steps_per_execution": 1,
+    }
     assert facts["checkpoint_has_optimizer_state"] is True
     assert facts["checkpoint_roundtrip"] is True
     assert facts["onnx_max_abs_diff"] <= 1e-5

@@ -144,7 +144,14 @@ def lightning_bare(x: Tensor, y: Tensor, batch_size: int) -> Epoch:
     return _lightning_epoch(x, y, WholeBatchLoader(x, y, batch_size, EpochShuffler(len(x), 0)))
 
 
-def project_config(n_rows: int, n_features: int, batch_size: int, device: str, output_dir: Path):
+def project_config(
+    n_rows: int,
+    n_features: int,
+    batch_size: int,
+    device: str,
+    output_dir: Path,
+    extra_overrides: Iterable[str] = (),
+):
     """The real `conf/train.yaml` defaults, sized for the benchmark and switched to plain SGD."""
     from hydra import compose, initialize_config_dir
 
@@ -157,7 +164,7 @@ def project_config(n_rows: int, n_features: int, batch_size: int, device: str, o
         "data.test_fraction=0.01", "optimizer=sgd", f"optimizer.lr={SGD_LR}",
         "optimizer.momentum=0", "scheduler=none", "trainer.max_epochs=1",
         f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
-        f"paths.output_dir={output_dir}",
+        f"paths.output_dir={output_dir}", *extra_overrides,
     ]  # fmt: skip
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
@@ -204,6 +211,10 @@ def run(rows: int, features: int, batch_sizes: list[int], repeats: int, device: 
     ]
     for batch_size in batch_sizes:
         cfg = project_config(rows, features, batch_size, device, workdir / f"b{batch_size}")
+        automatic = project_config(
+            rows, features, batch_size, device, workdir / f"b{batch_size}-automatic",
+            ["model.steps_per_execution=1"],
+        )  # fmt: skip
         datamodule = instantiate(cfg.data)
         datamodule.setup()
         raw, y = datamodule.split("train")
@@ -214,7 +225,12 @@ def run(rows: int, features: int, batch_sizes: list[int], repeats: int, device: 
             "hand-written, contiguous slices (floor)": hand_contiguous(x, y, batch_size),
             "Lightning, TensorDataset + DataLoader(shuffle)": lightning_naive(x, y, batch_size),
             "Lightning bare: project loader, no callbacks/logger": lightning_bare(x, y, batch_size),
-            "project (train.py defaults)": project(cfg, datamodule),
+            "project, model.steps_per_execution=1 (one step per Lightning step)": project(
+                automatic, datamodule
+            ),
+            f"project (train.py defaults: {cfg.model.steps_per_execution} steps per execution)": (
+                project(cfg, datamodule)
+            ),
         }
         times: dict[str, list[float]] = {name: [] for name in paths}
         for epoch in paths.values():  # warm-up: first-call costs are not the loop's

@@ -17,7 +17,10 @@ FIGURE_ROWS = 20_000  # enough for every picture; all of a default split
 
 
 class DivergenceGuard(pl.Callback):
-    """Stops the fit at the first non-finite training loss, before it reaches a checkpoint."""
+    """Stops the fit at the first non-finite training loss, before it reaches a checkpoint.
+
+    Checked once per Lightning step (one host sync), over all the losses of an execution.
+    """
 
     def on_train_batch_end(
         self,
@@ -27,14 +30,17 @@ class DivergenceGuard(pl.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs
-        if bool(torch.isfinite(loss)):
+        losses = (outputs["loss"] if isinstance(outputs, Mapping) else outputs).reshape(-1)
+        finite = torch.isfinite(losses)
+        if bool(finite.all()):
             return
+        first = int((~finite).nonzero()[0])
+        batch = batch_idx * getattr(pl_module, "steps_per_execution", 1) + first
         lr = trainer.optimizers[0].param_groups[0]["lr"]
         raise DivergenceError(
-            f"training diverged at step {trainer.global_step} (epoch {trainer.current_epoch}): "
-            f"train/loss is {float(loss)}; the learning rate is likely too high "
-            f"(optimizer.lr={lr:g}), try a smaller one"
+            f"training diverged at step {trainer.global_step} (epoch {trainer.current_epoch}, "
+            f"batch {batch}): train/loss is {float(losses[first])}; the learning rate is likely "
+            f"too high (optimizer.lr={lr:g}), try a smaller one"
         )
 
 

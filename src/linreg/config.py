@@ -38,6 +38,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     _target_: str = "linreg.model.LinearRegressionModule"
+    steps_per_execution: int = 1
 
 
 @dataclass
@@ -224,6 +225,7 @@ def validate(cfg: DictConfig) -> None:
     _validate_data(cfg.data)
     _validate_optimizer(cfg.optimizer)
     _validate_trainer(cfg.trainer)
+    _validate_steps_per_execution(cfg.model.steps_per_execution, cfg.trainer)
     export = cfg.export
     _require(export.atol > 0, "export.atol", export.atol, "must be > 0")
     _require(export.rtol >= 0, "export.rtol", export.rtol, "must be >= 0")
@@ -304,3 +306,25 @@ def _validate_trainer(trainer: DictConfig) -> None:
         trainer.log_every_n_steps,
         "must be >= 1",
     )
+
+
+def _validate_steps_per_execution(steps: int, trainer: DictConfig) -> None:
+    _require(steps >= 1, "model.steps_per_execution", steps, "must be >= 1")
+    if steps == 1:
+        return
+    # Options that Lightning applies at every optimizer step, which it only sees in automatic
+    # optimization (model.steps_per_execution=1).
+    needs_automatic = [
+        ("trainer.gradient_clip_val", trainer.gradient_clip_val, not trainer.gradient_clip_val),
+        ("trainer.accumulate_grad_batches", trainer.accumulate_grad_batches,
+         trainer.accumulate_grad_batches == 1),
+        ("trainer.precision", trainer.precision, str(trainer.precision) != "16-mixed"),
+    ]  # fmt: skip
+    for key, value, ok in needs_automatic:
+        _require(
+            ok,
+            key,
+            value,
+            "Lightning applies it at every optimizer step, so it needs "
+            f"model.steps_per_execution=1 (now {steps})",
+        )

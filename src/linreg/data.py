@@ -215,6 +215,28 @@ class WholeBatchLoader:
             )
 
 
+class Executions:
+    """A loader's batches in lists of `steps_per_execution` (the last list may be shorter): what
+    a module that takes several optimizer steps per Lightning step trains on."""
+
+    batch_sampler = None
+
+    def __init__(
+        self, loader: WholeBatchLoader | StreamingLoader, steps_per_execution: int
+    ) -> None:
+        self.loader = loader
+        self.sampler = loader.sampler  # Lightning sets the epoch on it: the shuffle is the loader's
+        self.steps_per_execution = steps_per_execution
+
+    def __len__(self) -> int:
+        return -(-len(self.loader) // self.steps_per_execution)
+
+    def __iter__(self) -> Iterator[list[Batch]]:
+        batches = iter(self.loader)
+        while group := list(itertools.islice(batches, self.steps_per_execution)):
+            yield group
+
+
 class SyntheticRegressionDataModule(pl.LightningDataModule):
     """y = X w* + b* + noise_std * eps, split into train/val/test, with the ground truth exposed."""
 
@@ -314,8 +336,12 @@ class SyntheticRegressionDataModule(pl.LightningDataModule):
         sampler = EpochShuffler(len(features), self.seed) if shuffle else None
         return WholeBatchLoader(features, targets, self.batch_size, sampler, rank, world_size)
 
-    def train_dataloader(self) -> WholeBatchLoader | StreamingLoader:
-        return self._loader("train", shuffle=self.shuffle)
+    def train_dataloader(self) -> WholeBatchLoader | StreamingLoader | Executions:
+        loader = self._loader("train", shuffle=self.shuffle)
+        # The module decides how many optimizer steps it takes per Lightning step.
+        module = self.trainer.lightning_module if self.trainer else None
+        steps = getattr(module, "steps_per_execution", 1)
+        return Executions(loader, steps) if steps > 1 else loader
 
     def val_dataloader(self) -> WholeBatchLoader | StreamingLoader:
         return self._loader("val", shuffle=False)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MetricCollection
 from torchmetrics.regression import (
     ExplainedVariance,
@@ -18,8 +19,10 @@ from torchmetrics.regression import (
     R2Score,
 )
 
+from linreg.data import Batch
 from linreg.regressor import LinearRegressor
 
+MONITOR = "val/loss"  # what ReduceLROnPlateau watches
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
 
@@ -40,8 +43,8 @@ class _RunningLoss:
         self.window_sum: Tensor | float = 0.0
         self.epoch_rows = self.window_rows = 0
 
-    def add(self, loss: Tensor, rows: int) -> None:
-        weighted = loss * rows
+    def add(self, weighted: Tensor, rows: int) -> None:
+        """`weighted`: the sum over batches of batch loss x batch rows, for `rows` rows in all."""
         self.epoch_sum = self.epoch_sum + weighted
         self.window_sum = self.window_sum + weighted
         self.epoch_rows += rows
@@ -77,6 +80,13 @@ class LinearRegressionModule(pl.LightningModule):
 
     The factories are not saved as hyper-parameters: checkpoints hold plain values only and load
     with `torch.load(path, weights_only=True)`.
+
+    `steps_per_execution` (as in Keras) runs that many optimizer steps, on as many consecutive
+    batches, in each Lightning training step. For a model this small Lightning's own work per step
+    costs more than the step itself; run K at a time, it is paid once per K. Lightning then counts
+    executions: `global_step`, `log_every_n_steps`, the progress bar, TensorBoard's step axis and
+    the batch limits count groups of K batches, and per-step hooks run once per group. 1 keeps
+    Lightning's automatic optimization with every Trainer option.
     """
 
     def __init__(
@@ -85,6 +95,7 @@ class LinearRegressionModule(pl.LightningModule):
         n_targets: int = 1,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
+        steps_per_execution: int = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
@@ -93,6 +104,8 @@ class LinearRegressionModule(pl.LightningModule):
         self.example_input_array = torch.zeros(2, n_features)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.steps_per_execution = steps_per_execution
+        self.automatic_optimization = steps_per_execution == 1
         self._train_loss = _RunningLoss()
         self.val_metrics = regression_metrics("val/")
         self.test_metrics = regression_metrics("test/")
@@ -110,15 +123,48 @@ class LinearRegressionModule(pl.LightningModule):
     def fit_standardization(self, train_features: Tensor) -> None:
         self.regressor.standardize.fit_(train_features)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        features, targets = batch
-        loss = F.mse_loss(self(features), targets)
+    def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> Tensor:
         # Summed on the device; `self.log` (costly per call) runs only on the steps that Lightning
         # writes, with the mean loss since the last write.
-        self._train_loss.add(loss.detach(), len(features))
-        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+        write_logs = (self.global_step + 1) % self.trainer.log_every_n_steps == 0
+        if self.automatic_optimization:
+            features, targets = batch
+            loss = F.mse_loss(self(features), targets)
+            self._train_loss.add(loss.detach() * len(features), len(features))
+        else:
+            loss = self._execute(batch)
+            if batch_idx + 1 == self.trainer.num_training_batches:
+                self._step_scheduler(after_validation=False)
+        if write_logs:
             self.log("train/loss", self._train_loss.window_mean(), on_step=True, on_epoch=False)
         return loss
+
+    def _execute(self, batches: list[Batch]) -> Tensor:
+        """One optimizer step per batch; returns the batches' losses.
+
+        Every step but the last is plain PyTorch. The last goes through Lightning
+        (`manual_backward`, `LightningOptimizer.step`), which counts the execution as one step and
+        runs the optimizer hooks (gradient-norm logging) once per execution.
+        """
+        lightning_optimizer = self.optimizers()
+        optimizer = lightning_optimizer.optimizer
+        strategy = self.trainer.strategy
+        losses, rows = [], []
+        for index, (features, targets) in enumerate(batches):
+            loss = F.mse_loss(self(features), targets)
+            optimizer.zero_grad(set_to_none=True)
+            if index + 1 < len(batches):
+                strategy.pre_backward(loss)  # under DDP: readies this backward's all-reduce
+                loss.backward()
+                optimizer.step()
+            else:
+                self.manual_backward(loss)
+                lightning_optimizer.step()
+            losses.append(loss.detach())
+            rows.append(len(features))
+        losses = torch.stack(losses)
+        self._train_loss.add(losses @ losses.new_tensor(rows), sum(rows))
+        return losses
 
     def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
         # Throttled like Lightning's own step logging: the norm costs a pass over the gradients.
@@ -134,6 +180,19 @@ class LinearRegressionModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         # Epoch-level values are averaged over processes under DDP (a no-op in one process).
         self.log("train/epoch_loss", self._train_loss.epoch_mean(), sync_dist=True)
+        if not self.automatic_optimization:
+            self._step_scheduler(after_validation=True)
+
+    def _step_scheduler(self, after_validation: bool) -> None:
+        """Steps the per-epoch scheduler where automatic optimization would: after the last
+        training batch, or for ReduceLROnPlateau after validation, on the metric it monitors."""
+        scheduler = self.lr_schedulers()
+        if scheduler is None or isinstance(scheduler, ReduceLROnPlateau) != after_validation:
+            return
+        if not after_validation:
+            scheduler.step()
+        elif MONITOR in self.trainer.callback_metrics:
+            scheduler.step(self.trainer.callback_metrics[MONITOR])
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         features, targets = batch
@@ -174,8 +233,10 @@ class LinearRegressionModule(pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
+        if not self.automatic_optimization:  # stepped by `_step_scheduler`
+            return {"optimizer": optimizer, "lr_scheduler": scheduler}
         # `monitor` is only read by ReduceLROnPlateau; the others ignore it.
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": "val/loss"},
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": MONITOR},
         }

@@ -69,7 +69,11 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
         # A smoke test of every stage: Lightning saved no checkpoint, so there is nothing to export.
         objective = float(trainer.callback_metrics[OBJECTIVE])
         trainer.test(module, datamodule=datamodule, verbose=False)
-        log.info("fast_dev_run: one batch of train, val and test ran; nothing was saved")
+        log.info(
+            "fast_dev_run: one training step (%d batches), one batch of val and test ran; "
+            "nothing was saved",
+            module.steps_per_execution,
+        )
         return objective
     # Read before testing: loading the best checkpoint restores the callback state saved with it.
     checkpointing = trainer.checkpoint_callback
