@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT
 
 PATHS = (
@@ -33,3 +34,37 @@ def test_bench_times_every_path_and_writes_a_markdown_table(tmp_path: Path) -> N
     assert all(r[3] == "1.00x |" for r in rows if r[1] == PATHS[0])
     assert all(float(r[2]) > 0 for r in rows)
     assert "Closed-form least squares on the same rows" in out.read_text()
+
+
+def table_rows(args: list[str], tmp_path: Path) -> list[list[str]]:
+    """The body rows of the table that `python -m linreg.bench *args` writes, split into cells."""
+    out = tmp_path / "bench.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "linreg.bench", *args, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in out.read_text().splitlines() if line.startswith("| ")]
+    return [line.strip("| ").split(" | ") for line in lines[1:] if not line.startswith("|---")]
+
+
+def test_streaming_bench_reports_memory_and_accuracy_of_a_real_run(tmp_path: Path) -> None:
+    ((rows, size, seconds, peak_mb, test_mse, reference),) = table_rows(
+        ["--streaming-rows", "1e6"], tmp_path
+    )
+    assert (rows, size) == ("1e+06", "0.07 GB")
+    assert float(seconds) > 0 and 100 < float(peak_mb) < 1000
+    assert float(test_mse) <= 1.01 * float(reference)  # one epoch of 1e6 rows is enough
+
+
+@pytest.mark.slow
+def test_accuracy_table_shows_every_optimizer_within_1_percent_of_least_squares(
+    tmp_path: Path,
+) -> None:
+    rows = table_rows(["--accuracy"], tmp_path)
+    assert [row[0] for row in rows] == ["adam", "adamw", "rmsprop", "sgd"]
+    for optimizer, _, test_mse, reference, gap, _ in rows:
+        assert float(test_mse) <= 1.01 * float(reference), optimizer
+        assert gap.endswith("%")

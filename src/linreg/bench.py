@@ -249,6 +249,26 @@ def run(rows: int, features: int, batch_sizes: list[int], repeats: int, device: 
     return "\n".join(lines) + "\n"
 
 
+def _train_run(overrides: list[str], device: str) -> tuple[float, float, Path, dict]:
+    """(wall seconds, peak RSS in MB, run folder, metrics.json) of one `python train.py` in a
+    subprocess."""
+    run_dir = Path(tempfile.mkdtemp(prefix="linreg-bench-run-"))
+    command = [
+        sys.executable, str(CONF_DIR.parent / "train.py"), *overrides,
+        "trainer.enable_progress_bar=false",
+        f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
+        f"hydra.run.dir={run_dir}",
+    ]  # fmt: skip
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    if status != 0:
+        raise RuntimeError(f"{' '.join(command)} failed (status {status})")
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    return seconds, usage.ru_maxrss / 1024, run_dir, summary
+
+
 def streaming(rows_list: list[int], device: str) -> str:
     """Peak memory and time of whole `train.py data.streaming=true` runs (one epoch) against N."""
     lines = [
@@ -259,25 +279,40 @@ def streaming(rows_list: list[int], device: str) -> str:
         "|---|---|---|---|---|---|",
     ]
     for rows in rows_list:
-        run_dir = Path(tempfile.mkdtemp(prefix="linreg-stream-"))
-        command = [
-            sys.executable, str(CONF_DIR.parent / "train.py"), "data.streaming=true",
-            f"data.n_samples={rows}", "data.n_features=16", "data.batch_size=4096",
-            "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-            f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
-            f"hydra.run.dir={run_dir}",
+        overrides = [
+            "data.streaming=true", f"data.n_samples={rows}", "data.n_features=16",
+            "data.batch_size=4096", "trainer.max_epochs=1",
         ]  # fmt: skip
-        start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
-        if status != 0:
-            raise RuntimeError(f"{' '.join(command)} failed (status {status})")
-        metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+        seconds, peak_mb, _, summary = _train_run(overrides, device)
+        metrics = summary["metrics"]
         lines.append(
-            f"| {rows:.0e} | {rows * 17 * 4 / 1e9:.2f} GB | {seconds:.1f} | "
-            f"{usage.ru_maxrss / 1024:.0f} | {metrics['test/mse']:.4f} | "
-            f"{metrics['reference/test_mse']:.4f} |"
+            f"| {rows:.0e} | {rows * 17 * 4 / 1e9:.2f} GB | {seconds:.1f} | {peak_mb:.0f} | "
+            f"{metrics['test/mse']:.4f} | {metrics['reference/test_mse']:.4f} |"
+        )
+        print(lines[-1], flush=True)
+    return "\n".join(lines) + "\n"
+
+
+def accuracy(device: str) -> str:
+    """Every shipped optimizer config, as shipped, on the default data: test MSE against the
+    closed-form least-squares reference."""
+    from linreg.runs import load_run_config
+
+    lines = [
+        "Every optimizer option with its default lr and scheduler: `python train.py "
+        "optimizer=<name>` (default data, max_epochs, seed), test split",
+        "",
+        "| optimizer | lr | test/mse | least squares | gap | wall time (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for option in sorted(path.stem for path in (CONF_DIR / "optimizer").glob("*.yaml")):
+        seconds, _, run_dir, summary = _train_run([f"optimizer={option}"], device)
+        metrics = summary["metrics"]
+        lr = load_run_config(run_dir).optimizer.lr
+        lines.append(
+            f"| {option} | {lr:g} | {metrics['test/mse']:.6f} | "
+            f"{metrics['reference/test_mse']:.6f} | "
+            f"{summary['test_mse_gap_to_reference']:+.3%} | {seconds:.1f} |"
         )
         print(lines[-1], flush=True)
     return "\n".join(lines) + "\n"
@@ -295,10 +330,16 @@ def main() -> None:
         "--streaming-rows", type=float, nargs="+", default=None,
         help="instead: peak memory and time of streaming runs with these N (e.g. 1e6 1e7 1e8)",
     )  # fmt: skip
+    parser.add_argument(
+        "--accuracy", action="store_true",
+        help="instead: test MSE of every optimizer option against least squares",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU found")
-    if args.streaming_rows:
+    if args.accuracy:
+        report = accuracy(args.device)
+    elif args.streaming_rows:
         report = streaming([int(n) for n in args.streaming_rows], args.device)
     else:
         report = run(args.rows, args.features, args.batch_sizes, args.repeats, args.device)
