@@ -204,6 +204,21 @@ def test_every_optimizer_default_reaches_the_reference_on_default_data(
     assert metrics["test/mse"] <= 1.01 * metrics["reference/test_mse"]
 
 
+@pytest.mark.parametrize(
+    ("precision", "tolerance"), [("64-true", 1.02), ("bf16-true", 1.05), ("bf16-mixed", 1.05)]
+)
+def test_other_precisions_train_export_and_draw_their_figures(
+    tmp_path: Path, precision: str, tolerance: float
+) -> None:
+    # True precisions convert the module: float32 data, example inputs and figures must follow.
+    _, summary = run(tmp_path, f"trainer.precision={precision}")
+    metrics = summary["metrics"]
+    assert metrics["test/mse"] <= tolerance * metrics["reference/test_mse"]
+    assert metrics["export/onnx_max_abs_diff"] <= 1e-5
+    tags = EventAccumulator(str(tmp_path / "tensorboard")).Reload().Tags()
+    assert "figures/residuals" in tags["images"]
+
+
 def test_streamed_data_trains_to_the_least_squares_reference(tmp_path: Path) -> None:
     _, summary = run(tmp_path, "data.streaming=true", "data.n_samples=20000", "data.batch_size=256")
     metrics = summary["metrics"]

@@ -85,15 +85,15 @@ class TensorBoardInsights(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         writer = _tensorboard_writer(trainer)
         if writer is not None and trainer.global_step == 0:
-            example = pl_module.example_input_array.to(pl_module.device)
-            writer.add_graph(pl_module.regressor, example)
+            writer.add_graph(pl_module.regressor, pl_module.example_input_array)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         writer = _tensorboard_writer(trainer)
         if writer is None:
             return
         for name, parameter in pl_module.regressor.named_parameters():
-            writer.add_histogram(f"weights/{name}", parameter.detach().cpu(), trainer.global_step)
+            values = parameter.detach().float().cpu()  # numpy has no bfloat16
+            writer.add_histogram(f"weights/{name}", values, trainer.global_step)
         every = self.figures_every_n_epochs
         if every and (trainer.current_epoch + 1) % every == 0 and trainer.is_global_zero:
             self._log_figures(writer, trainer, pl_module, "val")
@@ -112,7 +112,7 @@ class TensorBoardInsights(pl.Callback):
         datamodule = trainer.datamodule
         features, targets = datamodule.sample(split, FIGURE_ROWS)
         with torch.no_grad():
-            predicted = pl_module(features.to(pl_module.device)).cpu().numpy()
+            predicted = pl_module(features.to(pl_module.device)).float().cpu().numpy()
         true = targets.numpy()
         learned, _ = pl_module.regressor.raw_parameters()
         step = trainer.global_step
@@ -121,7 +121,7 @@ class TensorBoardInsights(pl.Callback):
             "predicted_vs_true": figures.predicted_vs_true(predicted, true, split),
             "residuals": figures.residual_histogram(predicted - true, noise_std, split),
             "weights_vs_truth": figures.weights_vs_truth(
-                learned.cpu().numpy(), datamodule.ground_truth.weight.numpy()
+                learned.float().cpu().numpy(), datamodule.ground_truth.weight.numpy()
             ),
         }
         for name, figure in drawn.items():

@@ -100,8 +100,6 @@ class LinearRegressionModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.regressor = LinearRegressor(n_features, n_targets)
-        # An input of the right shape: for tracing the graph and for the model summary's sizes.
-        self.example_input_array = torch.zeros(2, n_features)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.steps_per_execution = steps_per_execution
@@ -117,8 +115,15 @@ class LinearRegressionModule(pl.LightningModule):
         module.load_state_dict(checkpoint["state_dict"])
         return module
 
+    @property
+    def example_input_array(self) -> Tensor:
+        """An input for tracing the graph and for the model summary's sizes, in the parameters'
+        dtype and device (true-precision settings such as `64-true` convert the module)."""
+        return torch.zeros(2, self.hparams.n_features, dtype=self.dtype, device=self.device)
+
     def forward(self, features: Tensor) -> Tensor:
-        return self.regressor(features)
+        # Data stays float32; a true-precision setting (`64-true`, `bf16-true`) converts the module.
+        return self.regressor(features.to(self.dtype))
 
     def fit_standardization(self, train_features: Tensor) -> None:
         self.regressor.standardize.fit_(train_features)
