@@ -107,6 +107,9 @@ def test_lesson_6_lightning_matches_the_closed_form_fit(capsys: pytest.CaptureFi
     facts = lesson("lesson_06_lightning").main()
     assert facts["test_mse"] <= 1.03 * facts["reference_mse"]
     assert facts["steps"] == 8 * 44
+    # 44 batches an epoch in groups of 11: 4 Lightning steps an epoch, the same training.
+    assert facts["grouped_steps"] == 8 * 4
+    assert facts["grouped_test_mse"] == pytest.approx(facts["test_mse"], rel=1e-5)
     assert "What the Trainer took off our hands" in capsys.readouterr().out
 
 
