@@ -39,6 +39,7 @@ def test_two_cpu_processes_match_one_process_at_the_same_global_batch(
     ddp = json.loads((run_dir / "metrics.json").read_text())
     # Same rows per optimizer step, every row once per epoch: the same number of steps (88 per
     # epoch, which Lightning counts in executions of model.steps_per_execution=16).
+    assert ddp["optimizer_steps"] == single_process["optimizer_steps"] == 6 * 88
     assert ddp["global_step"] == single_process["global_step"] == 6 * -(-88 // 16)
     # Different row order within the global batch only: final results within 2 % of each other.
     assert ddp["metrics"]["test/mse"] == pytest.approx(

@@ -183,4 +183,4 @@ def test_debug_limit_runs_a_fraction_of_the_batches(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "metrics.json").read_text())
     batches_per_epoch = -(-int(8000 * 0.7) // 64)  # 88
     assert summary["epochs"] == 3
-    assert summary["global_step"] == 3 * int(0.1 * batches_per_epoch)
+    assert summary["global_step"] == summary["optimizer_steps"] == 3 * int(0.1 * batches_per_epoch)

@@ -66,6 +66,9 @@ def test_objective_is_the_best_val_loss_and_matches_the_summary(default_run) -> 
     assert summary["status"] == "completed"
     assert summary["overrides"] == ["seed=3"]
     assert summary["epochs"] == 6
+    # 88 batches an epoch; Lightning counts executions of 16 of them.
+    assert summary["optimizer_steps"] == 6 * 88
+    assert summary["global_step"] == 6 * 6
     stages = summary["stage_times_s"]
     assert list(stages) == ["setup", "fit", "test", "evaluate", "export"]
     assert 0 < sum(stages.values()) <= summary["wall_time_s"]

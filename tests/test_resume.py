@@ -60,6 +60,7 @@ def assert_same_result(resumed: Path, reference: Path) -> None:
     final = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
     expected = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] == expected["global_step"]
+    assert final["optimizer_steps"] == expected["optimizer_steps"] == 4 * -(-140000 // 64)
     for key, value in expected["state_dict"].items():
         assert torch.equal(final["state_dict"][key], value), key
     metrics = json.loads((resumed / "metrics.json").read_text())["metrics"]

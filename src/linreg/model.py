@@ -104,6 +104,7 @@ class LinearRegressionModule(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.steps_per_execution = steps_per_execution
         self.automatic_optimization = steps_per_execution == 1
+        self._executed_steps = 0  # optimizer steps taken in executions
         self._train_loss = _RunningLoss()
         self.val_metrics = regression_metrics("val/")
         self.test_metrics = regression_metrics("test/")
@@ -114,6 +115,17 @@ class LinearRegressionModule(pl.LightningModule):
         module = cls(**checkpoint["hyper_parameters"])
         module.load_state_dict(checkpoint["state_dict"])
         return module
+
+    @property
+    def optimizer_steps(self) -> int:
+        """Optimizer steps taken so far (Lightning's `global_step` counts executions)."""
+        return self.trainer.global_step if self.automatic_optimization else self._executed_steps
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["optimizer_steps"] = self.optimizer_steps
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._executed_steps = checkpoint.get("optimizer_steps", 0)
 
     @property
     def example_input_array(self) -> Tensor:
@@ -167,6 +179,7 @@ class LinearRegressionModule(pl.LightningModule):
                 lightning_optimizer.step()
             losses.append(loss.detach())
             rows.append(len(features))
+        self._executed_steps += len(batches)
         losses = torch.stack(losses)
         self._train_loss.add(losses @ losses.new_tensor(rows), sum(rows))
         return losses

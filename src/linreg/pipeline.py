@@ -75,10 +75,12 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
             module.steps_per_execution,
         )
         return objective
-    # Read before testing: loading the best checkpoint restores the callback state saved with it.
+    # Read before testing: loading the best checkpoint restores the callback and module state saved
+    # with it.
     checkpointing = trainer.checkpoint_callback
     best_path, last_path = Path(checkpointing.best_model_path), Path(checkpointing.last_model_path)
     best_score = float(checkpointing.best_model_score)
+    optimizer_steps = module.optimizer_steps
     (test_metrics,) = trainer.test(
         module, datamodule=datamodule, ckpt_path=best_path, verbose=False, weights_only=True
     )
@@ -117,6 +119,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
         "test_mse_gap_to_reference": metrics["test/mse"] / metrics["reference/test_mse"] - 1,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
+        "optimizer_steps": optimizer_steps,
         "wall_time_s": clock.total(),
         "stage_times_s": clock.stages,
         "torch_threads": torch.get_num_threads(),
