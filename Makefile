@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # Pick another build with e.g. `make setup TORCH_SPEC="torch==2.13.0 --index-url <your wheel index>"`.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup train test test-all lint format clean
+.PHONY: setup train test test-all gpu-check lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest -m '' $(ARGS)
+
+# On a machine with a CUDA GPU: GPU tests, GPU runs and the GPU benchmark, in one report.
+gpu-check: setup
+	PYTHON=$(PY) scripts/gpu_check.sh $(ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

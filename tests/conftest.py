@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -24,6 +25,17 @@ FAST = (
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
 )
+
+
+def needs_gpus(count: int = 1) -> Callable[[Callable], Callable]:
+    """Marks a test `gpu` and skips it where fewer than `count` CUDA GPUs are present."""
+
+    def mark(test: Callable) -> Callable:
+        found = torch.cuda.device_count()
+        skip = pytest.mark.skipif(found < count, reason=f"needs {count} CUDA GPU(s), found {found}")
+        return pytest.mark.gpu(skip(test))
+
+    return mark
 
 
 def compose_config(overrides: Sequence[str] = (), output_dir: Path | None = None) -> DictConfig:

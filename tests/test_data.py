@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import needs_gpus
 
 from linreg.data import (
     EpochShuffler,
     Executions,
+    StreamingLoader,
     SyntheticRegressionDataModule,
     WholeBatchLoader,
 )
@@ -235,3 +237,34 @@ def test_shuffles_and_streamed_batches_are_the_same_in_another_process() -> None
     assert lines[0] == str(shuffler.permutation(torch.device("cpu")).tolist())
     batch = streamed().streams["val"].batch(1, torch.device("cpu"))[0]
     assert float(lines[1]) == batch.sum().item()
+
+
+META = torch.device("meta")  # no values, no memory: it shows what a non-CPU device is handed
+
+
+def test_streamed_batches_are_drawn_on_the_cpu_and_moved_to_the_device() -> None:
+    # A GPU's generator gives other numbers for the same seed: batch i must be drawn on the CPU on
+    # every device, so the trainer's batches are the rows the reference and eval.py read.
+    stream = streamed().streams["train"]
+    features, targets = stream.batch(3, META)
+    on_cpu = stream.batch(3, torch.device("cpu"))
+    assert (features.device, targets.device) == (META, META)
+    assert (features.shape, targets.shape) == (on_cpu[0].shape, on_cpu[1].shape)
+    assert [f.device for f, _ in StreamingLoader(stream, None, META)] == [META] * stream.n_batches
+
+
+@needs_gpus(1)
+def test_streamed_gpu_batches_equal_the_cpu_batches() -> None:
+    stream = streamed().streams["val"]
+    cuda = torch.device("cuda")
+    for index in range(stream.n_batches):
+        on_gpu, on_cpu = stream.batch(index, cuda), stream.batch(index, torch.device("cpu"))
+        assert torch.equal(on_gpu[0].cpu(), on_cpu[0]) and torch.equal(on_gpu[1].cpu(), on_cpu[1])
+    shuffler = EpochShuffler(100, 7)
+    assert torch.equal(shuffler.permutation(cuda).cpu(), shuffler.permutation(torch.device("cpu")))
+
+
+def test_least_squares_builds_its_design_on_the_batches_device() -> None:
+    batch = (torch.empty(10, 3, device=META), torch.empty(10, 2, device=META))
+    weight, bias = least_squares([batch])
+    assert (weight.shape, bias.shape, weight.device) == ((2, 3), (2,), META)

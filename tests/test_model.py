@@ -8,7 +8,7 @@ import torch
 from conftest import compose_config
 from hydra.utils import instantiate
 
-from linreg.model import LinearRegressionModule
+from linreg.model import LinearRegressionModule, RunningLoss
 from linreg.regressor import LinearRegressor
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
@@ -154,3 +154,27 @@ def test_several_steps_per_execution_train_exactly_like_one_step_per_lightning_s
         torch.testing.assert_close(
             fused.callback_metrics[name], automatic.callback_metrics[name], rtol=1e-5, atol=0
         )
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_running_loss_sums_in_float32_under_low_precision(dtype: torch.dtype) -> None:
+    # 1,500 executions of 16 batches of 1024 rows, as a long bf16-mixed epoch: a bf16 sum stalls
+    # far below the truth, an fp16 one overflows to inf.
+    running = RunningLoss()
+    loss = torch.tensor(16.0, dtype=dtype)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for _ in range(1_500 * 16):
+            running.add(loss, 1024)
+    mean = running.epoch_mean()
+    assert mean.dtype == torch.float32
+    assert float(mean) == 16.0
+
+
+def test_running_loss_weights_batches_by_their_rows_without_copies_to_the_device() -> None:
+    running = RunningLoss()
+    running.add(torch.tensor(1.0), 3)
+    running.add(torch.tensor(5.0), 1)
+    assert float(running.epoch_mean()) == pytest.approx(2.0)
+    meta = RunningLoss()  # on a device with no values: only device-side arithmetic works there
+    meta.add(torch.empty((), device="meta"), 1024)
+    assert meta.epoch_mean().device == torch.device("meta")

@@ -9,7 +9,7 @@ from typing import Any
 import onnxruntime
 import pytest
 import torch
-from conftest import FAST, compose_config
+from conftest import FAST, compose_config, needs_gpus
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
@@ -48,7 +48,7 @@ def test_fit_recovers_the_ground_truth_weights(default_run) -> None:
     assert summary["metrics"]["params/bias_error"] < 0.05
 
     best = LinearRegressionModule.load_from_checkpoint(
-        output_dir / summary["paths"]["best_checkpoint"], weights_only=True
+        output_dir / summary["paths"]["best_checkpoint"], map_location="cpu", weights_only=True
     )
     cfg = compose_config([*FAST, "seed=3"])
     datamodule = SyntheticRegressionDataModule(
@@ -101,7 +101,7 @@ def test_exported_onnx_reproduces_the_best_checkpoint(default_run) -> None:
     output_dir, _, summary = default_run
     assert summary["metrics"]["export/onnx_max_abs_diff"] <= 1e-5
     best = LinearRegressionModule.load_from_checkpoint(
-        output_dir / summary["paths"]["best_checkpoint"], weights_only=True
+        output_dir / summary["paths"]["best_checkpoint"], map_location="cpu", weights_only=True
     )
     features = torch.randn(11, 8) * 5 + 3
     session = onnxruntime.InferenceSession(str(output_dir / "model.onnx"))
@@ -189,11 +189,38 @@ def test_logger_none_still_writes_the_summary(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@needs_gpus(1)
 def test_gpu_run_keeps_data_on_the_device_and_matches_the_reference(tmp_path: Path) -> None:
     _, summary = run(tmp_path, "trainer=gpu")
     assert summary["metrics"]["test/mse"] <= 1.02 * summary["metrics"]["reference/test_mse"]
+
+
+@needs_gpus(1)
+def test_streamed_gpu_run_scores_the_rows_it_trained_and_validated_on(tmp_path: Path) -> None:
+    # The trainer validates on the GPU; metrics.json, the reference and eval.py read the same split
+    # on the CPU. They agree only if batch i is the same rows on both devices.
+    _, summary = run(
+        tmp_path, "trainer=gpu", "data.streaming=true", "data.n_samples=20000",
+        "data.batch_size=256",
+    )  # fmt: skip
+    metrics = summary["metrics"]
+    assert metrics["test/mse"] <= 1.02 * metrics["reference/test_mse"]
+    checkpoint = torch.load(
+        tmp_path / summary["paths"]["best_checkpoint"], map_location="cpu", weights_only=True
+    )
+    (watched,) = [
+        state for name, state in checkpoint["callbacks"].items() if "ModelCheckpoint" in name
+    ]
+    assert float(watched["best_model_score"]) == pytest.approx(metrics["val/loss"], rel=1e-4)
+
+
+@needs_gpus(1)
+def test_bf16_mixed_on_a_gpu_logs_the_float32_training_loss(tmp_path: Path) -> None:
+    _, summary = run(tmp_path, "trainer=gpu", "trainer.precision=bf16-mixed")
+    assert summary["metrics"]["test/mse"] <= 1.05 * summary["metrics"]["reference/test_mse"]
+    scalars = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    last_epoch_loss = scalars.Scalars("train/epoch_loss")[-1].value
+    assert last_epoch_loss == pytest.approx(summary["metrics"]["test/mse"], rel=0.1)
 
 
 @pytest.mark.slow

@@ -10,8 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
 from conftest import ROOT, run_cli
 from omegaconf import OmegaConf
+
+from linreg.sweep import launches_processes
 
 TINY = (
     "data.n_samples=2000",
@@ -125,8 +129,44 @@ def test_a_diverging_job_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path: P
 def test_multirun_with_ddp_is_refused_before_any_job(tmp_path: Path) -> None:
     result = sweep(tmp_path, "trainer.strategy=ddp", "trainer.devices=2", "seed=1,2")
     assert result.returncode == 1
-    assert result.stderr.strip().startswith("error: multirun (-m) with trainer.strategy=ddp")
+    assert result.stderr.strip().startswith("error: multirun (-m) over runs on several devices")
     assert not list(tmp_path.glob("*/.hydra"))
+
+
+@pytest.mark.parametrize(
+    ("accelerator", "devices", "num_nodes", "gpus", "launches"),
+    [
+        ("gpu", 2, 1, 2, True),  # Lightning picks DDP for several devices, strategy "auto"
+        ("gpu", -1, 1, 2, True),
+        ("gpu", "-1", 1, 2, True),
+        ("gpu", "auto", 1, 4, True),
+        ("auto", "auto", 1, 2, True),
+        ("gpu", "2", 1, 2, True),
+        ("gpu", "0,1", 1, 2, True),
+        ("gpu", [0, 1], 1, 2, True),
+        ("gpu", "auto", 1, 1, False),
+        ("gpu", "0,", 1, 2, False),  # GPU 0 alone
+        ("gpu", [1], 1, 2, False),
+        ("gpu", 1, 1, 8, False),
+        ("gpu", 1, 2, 1, True),  # one GPU on each of two nodes
+        ("cpu", "auto", 1, 0, False),
+        ("cpu", 2, 1, 0, True),
+        ("auto", "auto", 1, 0, False),
+    ],
+)
+def test_the_multirun_guard_sees_every_multi_device_spelling(
+    monkeypatch: pytest.MonkeyPatch,
+    accelerator: str,
+    devices: object,
+    num_nodes: int,
+    gpus: int,
+    launches: bool,
+) -> None:
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    trainer = OmegaConf.create(
+        {"accelerator": accelerator, "devices": devices, "num_nodes": num_nodes, "strategy": "auto"}
+    )
+    assert launches_processes(trainer) is launches
 
 
 def test_two_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Path) -> None:

@@ -67,7 +67,11 @@ def run(workdir: Path) -> dict[str, Any]:
         f"keys include epoch={checkpoint['epoch']}, hyper_parameters="
         f"{checkpoint['hyper_parameters']}, optimizer_states (Adam's moments)"
     )
-    restored = LinearRegressionModule.load_from_checkpoint(checkpoint_path, weights_only=True)
+    # map_location: a module trained on a GPU would otherwise come back on the GPU, and the CPU
+    # tensors fed to it below would be refused.
+    restored = LinearRegressionModule.load_from_checkpoint(
+        checkpoint_path, map_location="cpu", weights_only=True
+    )
     facts["checkpoint_roundtrip"] = torch.equal(restored(features).detach(), expected)
     print(
         f"LinearRegressionModule.load_from_checkpoint predicts identically: "

@@ -66,13 +66,19 @@ def draw_rows(
     feature_scale: float,
     feature_offset: float,
 ) -> Batch:
-    """Rows of raw features and their noisy targets, on the generator's device."""
-    device = generator.device
+    """Rows of raw features and their noisy targets, drawn on the CPU."""
     n_targets, n_features = truth.weight.shape
-    features = torch.randn(n_rows, n_features, generator=generator, device=device)
-    features = feature_offset + feature_scale * features
-    noise = noise_std * torch.randn(n_rows, n_targets, generator=generator, device=device)
-    return features, features @ truth.weight.to(device).T + truth.bias.to(device) + noise
+    features = feature_offset + feature_scale * torch.randn(n_rows, n_features, generator=generator)
+    noise = noise_std * torch.randn(n_rows, n_targets, generator=generator)
+    return features, features @ truth.weight.T + truth.bias + noise
+
+
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """`tensor` on `device`; to a GPU through pinned memory, so the copy does not wait for the GPU's
+    queue to drain (a copy from pageable memory does)."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 @dataclass(frozen=True)
@@ -94,14 +100,19 @@ class StreamedSplit:
         return -(-self.n_rows // self.batch_size)
 
     def batch(self, index: int, device: torch.device) -> Batch:
+        """Batch `index`, moved to `device`. It is always drawn on the CPU: a GPU's generator gives
+        other numbers for the same seed, and the reference, the objective and `eval.py` read the
+        same batches on the CPU."""
         if not 0 <= index < self.n_batches:
             raise IndexError(f"{self.name} split has {self.n_batches} batches, not {index + 1}")
         rows = min(self.batch_size, self.n_rows - index * self.batch_size)
-        generator = torch.Generator(device=device)
-        generator.manual_seed(derived_seed(self.seed, SPLITS.index(self.name), index))
-        return draw_rows(
+        generator = torch.Generator().manual_seed(
+            derived_seed(self.seed, SPLITS.index(self.name), index)
+        )
+        features, targets = draw_rows(
             generator, rows, self.truth, self.noise_std, self.feature_scale, self.feature_offset
         )
+        return to_device(features, device), to_device(targets, device)
 
 
 class StreamingLoader:
@@ -153,8 +164,9 @@ class EpochShuffler:
         self.epoch = epoch
 
     def permutation(self, device: torch.device) -> Tensor:
+        """Drawn on the CPU, so the order is the same on every device."""
         generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch))
-        return torch.randperm(self.n_rows, generator=generator).to(device)
+        return to_device(torch.randperm(self.n_rows, generator=generator), device)
 
 
 class WholeBatchLoader:
@@ -324,7 +336,7 @@ class SyntheticRegressionDataModule(pl.LightningDataModule):
 
     def _loader(self, name: str, shuffle: bool) -> WholeBatchLoader | StreamingLoader:
         # In memory, moved to the training device here, once per fit/test, never per batch;
-        # streamed, each batch is drawn on the device.
+        # streamed, each batch is drawn on the CPU and copied to the device.
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer else torch.device("cpu")
         rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)

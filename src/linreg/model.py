@@ -32,8 +32,10 @@ def with_loss(values: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {**values, f"{prefix}loss": values[f"{prefix}mse"]}
 
 
-class _RunningLoss:
-    """Sample-weighted sums of the training loss, kept as device tensors: no host sync per step."""
+class RunningLoss:
+    """Row-weighted sums of the training loss, kept as float32 device tensors: no host sync per
+    step, and no stalled sums under bf16/fp16 (a low-precision sum stops growing long before an
+    epoch ends)."""
 
     def __init__(self) -> None:
         self.reset_epoch()
@@ -43,8 +45,9 @@ class _RunningLoss:
         self.window_sum: Tensor | float = 0.0
         self.epoch_rows = self.window_rows = 0
 
-    def add(self, weighted: Tensor, rows: int) -> None:
-        """`weighted`: the sum over batches of batch loss x batch rows, for `rows` rows in all."""
+    def add(self, loss: Tensor, rows: int) -> None:
+        """One batch's mean loss over `rows` rows."""
+        weighted = loss.detach().float() * rows  # a Python factor: nothing is copied to the device
         self.epoch_sum = self.epoch_sum + weighted
         self.window_sum = self.window_sum + weighted
         self.epoch_rows += rows
@@ -105,7 +108,7 @@ class LinearRegressionModule(pl.LightningModule):
         self.steps_per_execution = steps_per_execution
         self.automatic_optimization = steps_per_execution == 1
         self._executed_steps = 0  # optimizer steps taken in executions
-        self._train_loss = _RunningLoss()
+        self._train_loss = RunningLoss()
         self.val_metrics = regression_metrics("val/")
         self.test_metrics = regression_metrics("test/")
 
@@ -147,7 +150,7 @@ class LinearRegressionModule(pl.LightningModule):
         if self.automatic_optimization:
             features, targets = batch
             loss = F.mse_loss(self(features), targets)
-            self._train_loss.add(loss.detach() * len(features), len(features))
+            self._train_loss.add(loss, len(features))
         else:
             loss = self._execute(batch)
             if batch_idx + 1 == self.trainer.num_training_batches:
@@ -166,7 +169,7 @@ class LinearRegressionModule(pl.LightningModule):
         lightning_optimizer = self.optimizers()
         optimizer = lightning_optimizer.optimizer
         strategy = self.trainer.strategy
-        losses, rows = [], []
+        losses = []
         for index, (features, targets) in enumerate(batches):
             loss = F.mse_loss(self(features), targets)
             optimizer.zero_grad(set_to_none=True)
@@ -178,11 +181,9 @@ class LinearRegressionModule(pl.LightningModule):
                 self.manual_backward(loss)
                 lightning_optimizer.step()
             losses.append(loss.detach())
-            rows.append(len(features))
+            self._train_loss.add(loss, len(features))
         self._executed_steps += len(batches)
-        losses = torch.stack(losses)
-        self._train_loss.add(losses @ losses.new_tensor(rows), sum(rows))
-        return losses
+        return torch.stack(losses)
 
     def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
         # Throttled like Lightning's own step logging: the norm costs a pass over the gradients.

@@ -15,7 +15,7 @@ Batch = tuple[Tensor, Tensor]
 
 
 def _with_bias_column(features: Tensor) -> Tensor:
-    ones = torch.ones(len(features), 1, dtype=torch.float64)
+    ones = torch.ones(len(features), 1, dtype=torch.float64, device=features.device)
     return torch.cat([features.double(), ones], dim=1)
 
 

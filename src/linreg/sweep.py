@@ -13,13 +13,30 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 
 
+def device_count(accelerator: str, devices: Any) -> int:
+    """How many devices Lightning would use for `trainer.devices`, in any of its spellings: a
+    count, -1 or "auto" (all of them), "2", "0,1", or a list of indices."""
+    if isinstance(devices, str):
+        devices = devices.strip()
+        if devices not in ("auto", "-1"):
+            parts = [part for part in devices.split(",") if part.strip()]
+            return len(parts) if "," in devices else int(devices)
+        devices = -1
+    if not isinstance(devices, int):  # a list of device indices
+        return len(devices)
+    if devices != -1:
+        return devices
+    if accelerator == "cpu":  # Lightning runs "auto" on the CPU as one process
+        return 1
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
 def launches_processes(trainer: DictConfig) -> bool:
-    """Whether Lightning would start more processes (DDP with more than one device or node)."""
-    devices = trainer.devices
-    many_devices = devices == -1 or (isinstance(devices, int) and devices > 1) or (
-        isinstance(devices, str) and devices not in ("1", "auto")
-    )  # fmt: skip
-    return "ddp" in str(trainer.strategy) and (many_devices or trainer.num_nodes > 1)
+    """Whether Lightning would start more processes: it runs DDP whenever a run spans more than
+    one device or node, whatever `trainer.strategy` says."""
+    return device_count(str(trainer.accelerator), trainer.devices) > 1 or trainer.num_nodes > 1
 
 
 class SweepCallbacks(Callback):
@@ -30,9 +47,10 @@ class SweepCallbacks(Callback):
         on_slurm = "SlurmLauncher" in str(config.hydra.launcher.get("_target_", ""))
         if launches_processes(config.trainer) and not on_slurm:
             print(
-                "error: multirun (-m) with trainer.strategy=ddp on several devices would re-run "
-                "the whole sweep in every DDP process; sweep single-process jobs, or run each DDP "
-                "job on its own (or through a cluster launcher, one job per node allocation)",
+                "error: multirun (-m) over runs on several devices or nodes (Lightning starts DDP "
+                "for them) would re-run the whole sweep in every DDP process; sweep single-process "
+                "jobs, or run each DDP job on its own (or through a cluster launcher, one job per "
+                "node allocation)",
                 file=sys.stderr,
             )
             sys.exit(1)
