@@ -5,7 +5,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import linreg.config  # noqa: F401  (registers the config schemas)
-from linreg.cli import exit_on_user_error, tidy_lightning_output
+from linreg.cli import exit_on_user_error, run_app, tidy_lightning_output
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
@@ -20,4 +20,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

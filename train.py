@@ -8,7 +8,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import linreg.config  # noqa: F401  (registers the config schemas)
-from linreg.cli import run_job, share_cores, tidy_lightning_output
+from linreg.cli import run_app, run_job, share_cores, tidy_lightning_output
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -19,11 +19,11 @@ def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     share_cores(hydra_cfg.launcher.get("n_jobs", 1))
     return run_job(
-        lambda: train(cfg, overrides=hydra_cfg.overrides.task),
+        lambda: train(cfg, hydra_cfg.overrides.task, hydra_cfg.runtime.choices),
         output_dir=Path(cfg.paths.output_dir),
         in_sweep=hydra_cfg.mode == RunMode.MULTIRUN,
     )
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

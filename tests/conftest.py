@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -36,6 +37,16 @@ def needs_gpus(count: int = 1) -> Callable[[Callable], Callable]:
         return pytest.mark.gpu(skip(test))
 
     return mark
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under `root` with its content hash: compare before and after to prove that a
+    refused command changed nothing."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
 
 
 def compose_config(overrides: Sequence[str] = (), output_dir: Path | None = None) -> DictConfig:

@@ -161,10 +161,11 @@ def test_running_loss_sums_in_float32_under_low_precision(dtype: torch.dtype) ->
     # 1,500 executions of 16 batches of 1024 rows, as a long bf16-mixed epoch: a bf16 sum stalls
     # far below the truth, an fp16 one overflows to inf.
     running = RunningLoss()
-    loss = torch.tensor(16.0, dtype=dtype)
+    losses = torch.full((16,), 16.0, dtype=dtype)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        for _ in range(1_500 * 16):
-            running.add(loss, 1024)
+        for _ in range(1_500):
+            running.add(losses, [1024] * 16)
+        running.add(losses[:2], [1024, 7])  # the last, shorter batch of a split
     mean = running.epoch_mean()
     assert mean.dtype == torch.float32
     assert float(mean) == 16.0
@@ -172,9 +173,11 @@ def test_running_loss_sums_in_float32_under_low_precision(dtype: torch.dtype) ->
 
 def test_running_loss_weights_batches_by_their_rows_without_copies_to_the_device() -> None:
     running = RunningLoss()
-    running.add(torch.tensor(1.0), 3)
-    running.add(torch.tensor(5.0), 1)
+    running.add(torch.tensor([1.0, 5.0]), [3, 1])
+    running.add(torch.tensor([2.0]), [4])
+    assert float(running.window_mean()) == pytest.approx(2.0)
     assert float(running.epoch_mean()) == pytest.approx(2.0)
     meta = RunningLoss()  # on a device with no values: only device-side arithmetic works there
-    meta.add(torch.empty((), device="meta"), 1024)
+    meta.add(torch.empty(16, device="meta"), [1024] * 16)
+    meta.add(torch.empty(2, device="meta"), [1024, 7])
     assert meta.epoch_mean().device == torch.device("meta")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,8 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_cli
+from conftest import FAST, ROOT, run_cli, tree_digest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_cli import assert_one_line_error
 
 # Epochs long enough (about half a second) to interrupt one in the middle.
 RESUMABLE = (
@@ -92,7 +95,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(
     assert steps == sorted(set(steps))
 
 
-def test_sigterm_stops_cleanly_with_a_checkpoint_and_says_how_to_resume(
+def test_sigterm_stops_cleanly_and_the_moved_folder_resumes_from_its_own_last_epoch(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "run"
@@ -106,17 +109,104 @@ def test_sigterm_stops_cleanly_with_a_checkpoint_and_says_how_to_resume(
     epoch_saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"]
     assert f"in epoch {epoch_saved + 1} " in last_line  # at most the current epoch is lost
 
-    resumed = run_cli([f"ckpt_path={run_dir}"], None)
+    # Moved before resuming: the run follows its folder (no last-v1.ckpt, the best score kept).
+    moved = tmp_path / "moved"
+    run_dir.rename(moved)
+    resumed = run_cli([f"ckpt_path={moved}"], None)
     assert resumed.returncode == 0, resumed.stderr
-    assert_same_result(run_dir, uninterrupted)
+    assert sorted(p.name for p in (moved / "checkpoints").iterdir()) == [
+        "epoch003.ckpt",
+        "last.ckpt",
+    ]
+    assert_same_result(moved, uninterrupted)
+    assert not run_dir.exists()
 
 
-def test_resume_refuses_changed_settings_but_allows_more_epochs(
+def last_epoch(run_dir: Path) -> int:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"]
+
+
+def test_last_checkpoint_holds_the_last_epoch_when_the_best_is_early(tmp_path: Path) -> None:
+    # Watching for the largest val/loss makes the first epoch the best one.
+    result = run_cli([*FAST, "callbacks.model_checkpoint.mode=max"], tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["paths"] == {
+        "best_checkpoint": "checkpoints/epoch000.ckpt",
+        "last_checkpoint": "checkpoints/last.ckpt",
+        "onnx": "model.onnx",
+    }
+    assert last_epoch(tmp_path / "run") == summary["epochs"] - 1 == 5
+
+
+def test_resume_accepts_the_original_overrides_repeated(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
-    result = run_cli([f"ckpt_path={uninterrupted}", "optimizer.lr=3"], None)
-    assert result.returncode == 1
-    assert result.stderr.strip().endswith("only trainer.max_epochs may change, got optimizer.lr=3")
+    assert last_epoch(uninterrupted) == 3  # the last of max_epochs=4, also the best here
+    copy = tmp_path / "copy"
+    shutil.copytree(uninterrupted, copy)
+    before = json.loads((copy / "metrics.json").read_text())["metrics"]
+    result = run_cli([*RESUMABLE, f"ckpt_path={copy}"], None)  # the usual requeue command line
+    assert result.returncode == 0, result.stderr
+    assert json.loads((copy / "metrics.json").read_text())["metrics"] == before
+    assert last_epoch(copy) == 3  # a finished run is not trained again
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["optimizer.lr=3"], "these overrides change it: optimizer.lr=0.05->3.0; "),
+        (["optimizer=adam"], "these overrides change it: optimizer=sgd->adam; "),
+        (["data.n_samples=999"], "these overrides change it: data.n_samples=200000->999; "),
+        (["trainer.max_epochs=2"], "trainer.max_epochs=2 is less than the 4 epochs this run"),
+        (["trainer.max_epochs=6"], "this run's schedule (torch.optim.lr_scheduler.Cosine"),
+    ],
+)
+def test_a_refused_resume_names_the_change_and_writes_nothing(
+    uninterrupted: Path, args: list[str], message: str
+) -> None:
+    before = tree_digest(uninterrupted)
+    result = run_cli([f"ckpt_path={uninterrupted}", *args], None)
+    assert_one_line_error(result, message)
+    assert tree_digest(uninterrupted) == before
+
+
+def test_a_run_with_a_step_schedule_trains_longer_when_resumed(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    stepped = [*FAST, "scheduler=step", "trainer.max_epochs=3"]
+    assert run_cli(stepped, run_dir).returncode == 0
+    result = run_cli([f"ckpt_path={run_dir}", "trainer.max_epochs=5"], None)
+    assert result.returncode == 0, result.stderr
+    assert last_epoch(run_dir) == 4
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 5
+
+
+@pytest.mark.parametrize("target", ["missing/run", "typo.ckpt"])
+def test_resuming_something_that_is_not_a_run_creates_nothing(tmp_path: Path, target: str) -> None:
+    before = sorted(os.listdir(ROOT))
+    path = tmp_path / target if target.startswith("missing") else target
+    result = run_cli([f"ckpt_path={path}"], None)
+    assert_one_line_error(result, f"ckpt_path={path}: no such file or folder")
+    assert sorted(os.listdir(ROOT)) == before
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_resume_of_a_run_in_training_is_refused(uninterrupted: Path) -> None:
+    with (uninterrupted / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a resume in progress holds it
+        lock.write("process 12345")
+        lock.flush()
+        before = tree_digest(uninterrupted)
+        result = run_cli([f"ckpt_path={uninterrupted}"], None)
+    assert_one_line_error(result, f"{uninterrupted} is being trained by process 12345 right now")
+    assert tree_digest(uninterrupted) == before
+
+
+def test_a_new_run_into_a_finished_runs_folder_is_refused(uninterrupted: Path) -> None:
+    before = tree_digest(uninterrupted)
+    result = run_cli(["debug=fast_dev_run"], uninterrupted)
+    assert_one_line_error(result, f"hydra.run.dir={uninterrupted} already holds files")
+    assert tree_digest(uninterrupted) == before
 
 
 @pytest.fixture

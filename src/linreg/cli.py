@@ -2,44 +2,138 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import math
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from linreg.errors import LinregError
+from linreg.errors import LinregError, RunInterruptedError, first_line
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
+def user_error(err: BaseException) -> LinregError | None:
+    """`err` as a one-line user error, or None for a programmer error (which keeps its traceback):
+    ours, a file system that refused a write, or a config that Hydra could not compose."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from linreg.files import disk_write_error
+
+    if isinstance(err, LinregError):
+        return err
+    if isinstance(err, OSError) and err.filename:
+        mapped = disk_write_error(err, err.filename)
+        return mapped if isinstance(mapped, LinregError) else None
+    if isinstance(err, OmegaConfBaseException | HydraException):
+        return LinregError(_config_message(err))
+    return None
+
+
+def _config_message(err: BaseException) -> str:
+    """Hydra's and OmegaConf's multi-line reports, in one line naming the key."""
+    cause = err.__cause__ if isinstance(err.__cause__, Exception) else err
+    key = getattr(cause, "full_key", None)
+    message = first_line(cause)
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    heading = next((i for i, line in enumerate(lines) if line.startswith("Available options")), 0)
+    options = list(itertools.takewhile(lambda line: not line.endswith(":"), lines[heading + 1 :]))
+    if heading and options:  # an unknown option of a config group
+        return f"{lines[0]}; choose one of {', '.join(options)}"
+    return f"{key}: {message}" if key else message
+
+
 def exit_on_user_error(run: Callable[[], T]) -> T:
-    """Runs `run`; a LinregError becomes `error: <message>` on stderr and its exit status (1)."""
+    """Runs `run`; a user error becomes `error: <message>` on stderr and its exit status (1), and
+    Ctrl-C a one-line `interrupted` with the shell's status for it (130)."""
     try:
         return run()
-    except LinregError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C)", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:
+        error = user_error(err)
+        if error is None:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
+
+
+def run_app(main: Callable[[], object]) -> None:
+    """Runs a Hydra entry point so that a config Hydra cannot compose (an unknown option or key, a
+    value of the wrong type) is one line too, instead of Hydra's own multi-line report."""
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra re-raises instead of printing
+    exit_on_user_error(main)
 
 
 def run_job(run: Callable[[], float], output_dir: Path, in_sweep: bool) -> float:
-    """A single run stops at a user error (one line, exit status); a sweep's job must not stop the
-    sweep: its failure is recorded in its metrics.json and it returns +inf, ranked last."""
+    """A single run stops at a user error (one line, exit status). A sweep's job must not stop the
+    sweep, whatever it raises: its failure is recorded in its metrics.json (the traceback in its
+    log) and it returns +inf, ranked last. KeyboardInterrupt still ends the whole sweep."""
     if not in_sweep:
-        return exit_on_user_error(run)
-    from linreg.summary import write_json_atomic
+        return exit_on_user_error(lambda: record_failure(run, output_dir, in_sweep))
+    try:
+        return record_failure(run, output_dir, in_sweep)
+    except Exception as err:
+        error = user_error(err)
+        log.error("job failed: %s", _reason(err, error))
+        if error is None:  # the traceback goes to the job's log file, not the console
+            _log_to_file_only(log.makeRecord(log.name, logging.ERROR, "", 0, "traceback", (),
+                                             sys.exc_info()))  # fmt: skip
+        return math.inf
+
+
+def record_failure(run: Callable[[], float], output_dir: Path, in_sweep: bool) -> float:
+    """Runs `run`; on failure its folder's metrics.json says so, with the reason, so eval.py,
+    predict.py and the sweep report never take a failed run for a finished one. A single run
+    refused for its config leaves no folder that looks like a run."""
+    from linreg.errors import ConfigError
+    from linreg.files import write_json_atomic
 
     try:
         return run()
-    except LinregError as err:
-        log.error("job failed: %s", err)
-        failure = {"status": "failed", "reason": str(err), "objective": None}
-        write_json_atomic(output_dir / "metrics.json", failure)
-        return math.inf
+    except RunInterruptedError:
+        raise  # resumable: the folder stays as the last checkpoint left it
+    except Exception as err:
+        summary = output_dir / "metrics.json"
+        if isinstance(err, ConfigError) and not in_sweep and _is_skeleton(output_dir):
+            shutil.rmtree(output_dir, ignore_errors=True)
+        elif not summary.exists():  # a resumed run's earlier record stays as it was
+            failure = {
+                "status": "failed",
+                "reason": _reason(err, user_error(err)),
+                "objective": None,
+            }
+            with contextlib.suppress(OSError):  # a full disk must not hide the first error
+                write_json_atomic(summary, failure)
+        raise
+
+
+SKELETON = {".hydra", "config_tree.txt", "tensorboard", "csv"}
+
+
+def _is_skeleton(output_dir: Path) -> bool:
+    """Only what Hydra and the set-up write before any training: config, log, empty loggers."""
+    names = {path.name for path in output_dir.iterdir()} if output_dir.is_dir() else set()
+    return all(name in SKELETON or name.endswith(".log") for name in names)
+
+
+def _reason(err: BaseException, error: LinregError | None) -> str:
+    return str(error) if error else f"{type(err).__name__}: {first_line(err)}"
+
+
+def _log_to_file_only(record: logging.LogRecord) -> None:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def share_cores(parallel_jobs: int) -> None:

@@ -8,6 +8,7 @@ before any work starts. This module imports nothing heavy: `train.py --help` sta
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +119,7 @@ class TrainerConfig:
     overfit_batches: Any = 0
     fast_dev_run: int = 0
     profiler: Any = None
+    plugins: Any = None
     enable_progress_bar: bool = True
     enable_model_summary: bool = True
     default_root_dir: str = "${paths.output_dir}"
@@ -226,6 +228,8 @@ def validate(cfg: DictConfig) -> None:
     _validate_optimizer(cfg.optimizer)
     _validate_trainer(cfg.trainer)
     _validate_steps_per_execution(cfg.model.steps_per_execution, cfg.trainer)
+    # numpy's generators, which Lightning seeds too, take 0 <= seed < 2**32.
+    _require(0 <= cfg.seed < 2**32, "seed", cfg.seed, f"must be between 0 and {2**32 - 1}")
     export = cfg.export
     _require(export.atol > 0, "export.atol", export.atol, "must be > 0")
     _require(export.rtol >= 0, "export.rtol", export.rtol, "must be >= 0")
@@ -250,6 +254,8 @@ def _validate_data(data: DictConfig) -> None:
             "data.train_fraction, data.val_fraction and data.test_fraction must add up to 1, got "
             f"{' + '.join(f'{f:g}' for f in fractions)} = {sum(fractions):g}"
         )
+    if not data.streaming and in_memory_bytes(data) > physical_memory_bytes():
+        raise ConfigError(f"data.n_samples={data.n_samples} {too_large_message(data)}")
     n_train, n_val, n_test = split_sizes(data.n_samples, fractions)
     _require(
         min(n_val, n_test) >= 1,
@@ -263,6 +269,24 @@ def _validate_data(data: DictConfig) -> None:
         data.n_features,
         f"needs fewer features than training rows ({n_train}) for a unique least-squares fit; "
         "raise data.n_samples or lower data.n_features",
+    )
+
+
+def in_memory_bytes(data: DictConfig) -> int:
+    """Roughly what an in-memory split of the data takes: the float32 rows, and once more for the
+    training split's shuffle buffers."""
+    return 2 * data.n_samples * (data.n_features + data.n_targets) * 4
+
+
+def physical_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def too_large_message(data: DictConfig) -> str:
+    return (
+        f"needs about {in_memory_bytes(data) / 1e9:.3g} GB in memory (this machine has "
+        f"{physical_memory_bytes() / 1e9:.3g} GB); draw the rows as they are needed with "
+        "data.streaming=true"
     )
 
 
@@ -306,6 +330,21 @@ def _validate_trainer(trainer: DictConfig) -> None:
         trainer.log_every_n_steps,
         "must be >= 1",
     )
+    _require(
+        trainer.check_val_every_n_epoch >= 1,
+        "trainer.check_val_every_n_epoch",
+        trainer.check_val_every_n_epoch,
+        "must be >= 1",
+    )
+    # The best checkpoint, the plateau scheduler and the divergence check all watch val/loss.
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        value = trainer[key]
+        _require(
+            value is None or value > 0,
+            f"trainer.{key}",
+            value,
+            "must be > 0 (a fraction or a number of batches): every stage needs at least one batch",
+        )
 
 
 def _validate_steps_per_execution(steps: int, trainer: DictConfig) -> None:

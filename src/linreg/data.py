@@ -13,9 +13,11 @@ from dataclasses import dataclass
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor
 
-from linreg.config import split_sizes
+from linreg.config import split_sizes, too_large_message
+from linreg.errors import ConfigError
 
 Batch = tuple[Tensor, Tensor]
 SPLITS = ("train", "val", "test")
@@ -294,15 +296,21 @@ class SyntheticRegressionDataModule(pl.LightningDataModule):
                     hp.feature_scale, hp.feature_offset,
                 )  # fmt: skip
             return
-        features, targets, self.ground_truth = make_regression(
-            hp.n_samples,
-            hp.n_features,
-            hp.n_targets,
-            hp.noise_std,
-            hp.feature_scale,
-            hp.feature_offset,
-            hp.seed,
-        )
+        try:
+            features, targets, self.ground_truth = make_regression(
+                hp.n_samples,
+                hp.n_features,
+                hp.n_targets,
+                hp.noise_std,
+                hp.feature_scale,
+                hp.feature_offset,
+                hp.seed,
+            )
+        except (RuntimeError, MemoryError) as err:  # torch's "can't allocate memory"
+            if "allocate" not in str(err) and not isinstance(err, MemoryError):
+                raise
+            message = too_large_message(OmegaConf.create(dict(hp)))
+            raise ConfigError(f"data.n_samples={hp.n_samples} {message}") from err
         bounds = torch.tensor((0, *sizes)).cumsum(0).tolist()
         for name, start, stop in zip(SPLITS, bounds[:-1], bounds[1:], strict=True):
             self.splits[name] = (features[start:stop], targets[start:stop])

@@ -17,6 +17,10 @@ class ConfigError(LinregError):
     """A config value that is well-typed but cannot work (names the key and the value)."""
 
 
+class RunFolderError(LinregError):
+    """A path that should lead to a run folder, checkpoint or model does not."""
+
+
 class DivergenceError(LinregError):
     """Training produced a non-finite loss, so the weights are unusable."""
 
@@ -26,6 +30,12 @@ class ExportError(LinregError):
 
 
 class RunInterruptedError(LinregError):
-    """The run was asked to stop (SIGTERM, as schedulers send before pre-emption)."""
+    """The run was asked to stop: SIGTERM (as schedulers send before pre-emption) or Ctrl-C."""
 
-    exit_code = 128 + 15  # what a shell reports for a process ended by SIGTERM
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # what a shell reports for a process ended by that signal
+
+
+class DiskWriteError(LinregError):
+    """A file could not be written: a full disk, a read-only folder, a file-size limit."""

@@ -10,10 +10,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from linreg.errors import ConfigError
+from linreg.files import write_json_atomic
 from linreg.model import LinearRegressionModule
 from linreg.pipeline import require_accelerator
 from linreg.runs import find_checkpoint, load_checkpoint, load_run_config, run_dir_of
-from linreg.summary import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -19,7 +19,7 @@ from torchmetrics.regression import (
     R2Score,
 )
 
-from linreg.data import Batch
+from linreg.data import Batch, to_device
 from linreg.regressor import LinearRegressor
 
 MONITOR = "val/loss"  # what ReduceLROnPlateau watches
@@ -45,13 +45,19 @@ class RunningLoss:
         self.window_sum: Tensor | float = 0.0
         self.epoch_rows = self.window_rows = 0
 
-    def add(self, loss: Tensor, rows: int) -> None:
-        """One batch's mean loss over `rows` rows."""
-        weighted = loss.detach().float() * rows  # a Python factor: nothing is copied to the device
+    def add(self, losses: Tensor, rows: Sequence[int]) -> None:
+        """Batches' mean losses (1-d) over `rows[i]` rows each: a few device ops per call."""
+        losses = losses.detach().float()
+        if len(set(rows)) == 1:  # a Python factor: nothing is copied to the device
+            weighted = losses.sum() * rows[0]
+        else:  # a split's last, shorter batch, once per epoch: copied without waiting for it
+            weighted = (
+                losses * to_device(torch.tensor(rows, dtype=torch.float32), losses.device)
+            ).sum()
         self.epoch_sum = self.epoch_sum + weighted
         self.window_sum = self.window_sum + weighted
-        self.epoch_rows += rows
-        self.window_rows += rows
+        self.epoch_rows += sum(rows)
+        self.window_rows += sum(rows)
 
     def window_mean(self) -> Tensor:
         mean = self.window_sum / self.window_rows
@@ -150,7 +156,7 @@ class LinearRegressionModule(pl.LightningModule):
         if self.automatic_optimization:
             features, targets = batch
             loss = F.mse_loss(self(features), targets)
-            self._train_loss.add(loss, len(features))
+            self._train_loss.add(loss.reshape(1), [len(features)])
         else:
             loss = self._execute(batch)
             if batch_idx + 1 == self.trainer.num_training_batches:
@@ -169,7 +175,7 @@ class LinearRegressionModule(pl.LightningModule):
         lightning_optimizer = self.optimizers()
         optimizer = lightning_optimizer.optimizer
         strategy = self.trainer.strategy
-        losses = []
+        losses, rows = [], []
         for index, (features, targets) in enumerate(batches):
             loss = F.mse_loss(self(features), targets)
             optimizer.zero_grad(set_to_none=True)
@@ -181,9 +187,11 @@ class LinearRegressionModule(pl.LightningModule):
                 self.manual_backward(loss)
                 lightning_optimizer.step()
             losses.append(loss.detach())
-            self._train_loss.add(loss, len(features))
+            rows.append(len(features))
         self._executed_steps += len(batches)
-        return torch.stack(losses)
+        losses = torch.stack(losses)
+        self._train_loss.add(losses, rows)
+        return losses
 
     def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
         # Throttled like Lightning's own step logging: the norm costs a pass over the gradients.

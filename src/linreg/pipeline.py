@@ -7,8 +7,9 @@ ONNX -> verify the ONNX file with onnxruntime -> write metrics.json -> return va
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -22,30 +23,35 @@ from linreg.callbacks import parameter_error
 from linreg.config import validate
 from linreg.console import show_config, show_summary
 from linreg.data import SyntheticRegressionDataModule
-from linreg.errors import ConfigError, RunInterruptedError
+from linreg.errors import ConfigError, RunInterruptedError, first_line
 from linreg.export import export_onnx, verify_onnx
-from linreg.model import LinearRegressionModule
+from linreg.files import atomic_path, write_json_atomic
+from linreg.model import LinearRegressionModule, OptimizerFactory, SchedulerFactory
 from linreg.reference import reference_mse
+from linreg.resume import resumed_config
 from linreg.runs import (
     CHECKPOINT_DIR,
     LAST_CHECKPOINT,
-    find_checkpoint,
     load_checkpoint,
-    load_run_config,
-    run_dir_of,
 )
-from linreg.summary import StageClock, flatten_hparams, write_json_atomic
+from linreg.summary import StageClock, flatten_hparams
 
 log = logging.getLogger(__name__)
 OBJECTIVE = "val/loss"
-RESUMABLE_OVERRIDES = ("ckpt_path", "trainer.max_epochs")
 STANDARDIZATION_ROWS = 1_000_000
 
 
-def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
-    """Run the whole pipeline for one composed config; returns the best `val/loss`."""
+def train(
+    cfg: DictConfig, overrides: Sequence[str] = (), choices: Mapping[str, Any] | None = None
+) -> float:
+    """Run the whole pipeline for one composed config; returns the best `val/loss`.
+
+    `overrides` and `choices` (Hydra's, for the record and for resuming) say what the command
+    line changed."""
     if cfg.ckpt_path:
-        cfg = resumed_config(cfg, overrides)
+        output_dir = cfg.paths.output_dir
+        cfg = resumed_config(cfg, overrides, choices or {})
+        cfg.paths.output_dir = output_dir
     validate(cfg)
     require_accelerator(cfg.trainer.accelerator)
     clock = StageClock()
@@ -63,7 +69,11 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     except SIGTERMException as stop:
-        raise interrupted(trainer, output_dir) from stop
+        raise interrupted(trainer, output_dir, "SIGTERM", 128 + 15) from stop
+    except SystemExit as stop:  # Lightning's answer to Ctrl-C: it stops the fit, then exits
+        if not trainer.interrupted:
+            raise
+        raise interrupted(trainer, output_dir, "Ctrl-C", 128 + 2) from stop
     clock.lap("fit")
     if trainer.fast_dev_run:
         # A smoke test of every stage: Lightning saved no checkpoint, so there is nothing to export.
@@ -78,8 +88,11 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
     # Read before testing: loading the best checkpoint restores the callback and module state saved
     # with it.
     checkpointing = trainer.checkpoint_callback
-    best_path, last_path = Path(checkpointing.best_model_path), Path(checkpointing.last_model_path)
-    best_score = float(checkpointing.best_model_score)
+    best_path, best_score = (
+        Path(checkpointing.best_model_path),
+        float(checkpointing.best_model_score),
+    )
+    last_path = output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
     optimizer_steps = module.optimizer_steps
     (test_metrics,) = trainer.test(
         module, datamodule=datamodule, ckpt_path=best_path, verbose=False, weights_only=True
@@ -101,14 +114,13 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
 
     onnx_path = None
     if cfg.export.enabled:
-        n_features = datamodule.hparams.n_features
-        onnx_path = export_onnx(
-            best.regressor, n_features, output_dir / cfg.export.filename, cfg.export.opset
-        )
+        onnx_path = output_dir / cfg.export.filename
         held_out, _ = datamodule.sample("test", cfg.export.verify_batch_size)
-        metrics["export/onnx_max_abs_diff"] = verify_onnx(
-            onnx_path, best.regressor, held_out, cfg.export.atol, cfg.export.rtol
-        )
+        with atomic_path(onnx_path) as unverified:  # a rejected model never takes the name
+            export_onnx(best.regressor, datamodule.hparams.n_features, unverified, cfg.export.opset)
+            metrics["export/onnx_max_abs_diff"] = verify_onnx(
+                unverified, best.regressor, held_out, cfg.export.atol, cfg.export.rtol
+            )
     clock.lap("export")
 
     log_hparams(trainer.loggers, cfg, metrics)
@@ -127,7 +139,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
         "overrides": list(overrides),
         "paths": {
             "best_checkpoint": _relative(best_path, output_dir),
-            "last_checkpoint": _relative(last_path, output_dir),
+            "last_checkpoint": _relative(last_path, output_dir) if last_path.is_file() else None,
             "onnx": _relative(onnx_path, output_dir) if onnx_path else None,
         },
     }
@@ -136,38 +148,19 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
     return metrics[OBJECTIVE]
 
 
-def resumed_config(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
-    """The interrupted run's own saved config, pointed at its last checkpoint.
-
-    Resuming with other settings would silently mix two experiments in one folder, so the only
-    value that may change is `trainer.max_epochs` (to train a finished run for longer).
-    """
-    checkpoint = find_checkpoint(cfg.ckpt_path, "last", key="ckpt_path")
-    load_checkpoint(checkpoint)  # refuses pickled code before Lightning opens the file
-    changed = [o for o in overrides if o.split("=")[0] not in RESUMABLE_OVERRIDES]
-    if changed:
-        raise ConfigError(
-            f"ckpt_path={cfg.ckpt_path} resumes that run with its saved config; only "
-            f"trainer.max_epochs may change, got {' '.join(changed)}"
-        )
-    saved = load_run_config(run_dir_of(checkpoint))
-    saved.ckpt_path = str(checkpoint)
-    saved.paths.output_dir = cfg.paths.output_dir
-    if any(o.startswith("trainer.max_epochs=") for o in overrides):
-        saved.trainer.max_epochs = cfg.trainer.max_epochs
-    return saved
-
-
-def interrupted(trainer: pl.Trainer, output_dir: Path) -> RunInterruptedError:
+def interrupted(
+    trainer: pl.Trainer, output_dir: Path, by: str, exit_code: int
+) -> RunInterruptedError:
     where = f"in epoch {trainer.current_epoch} at step {trainer.global_step}"
-    if (output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file():
+    last = output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if last.is_file():
         return RunInterruptedError(
-            f"stopped by SIGTERM {where}; the last finished epoch is saved in "
-            f"{output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT}: resume with "
-            f"`python train.py ckpt_path={output_dir}`"
+            f"stopped by {by} {where}; the last finished epoch is saved in {last}: resume with "
+            f"`python train.py ckpt_path={output_dir}`",
+            exit_code,
         )
     return RunInterruptedError(
-        f"stopped by SIGTERM {where}, before any epoch finished: nothing to resume"
+        f"stopped by {by} {where}, before any epoch finished: nothing to resume", exit_code
     )
 
 
@@ -183,16 +176,33 @@ def build_module(
     cfg: DictConfig, datamodule: SyntheticRegressionDataModule
 ) -> LinearRegressionModule:
     """The model sized by the data, with standardisation fitted on the training split only."""
+    optimizer = instantiate(cfg.optimizer)
+    scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
+    check_factories(optimizer, scheduler)
     module: LinearRegressionModule = instantiate(
         cfg.model,
         n_features=datamodule.hparams.n_features,
         n_targets=datamodule.hparams.n_targets,
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
+        optimizer=optimizer,
+        scheduler=scheduler,
     )
     # Streamed data is never whole: its statistics come from the first rows of the train split.
     module.fit_standardization(datamodule.sample("train", STANDARDIZATION_ROWS)[0])
     return module
+
+
+def check_factories(optimizer: OptimizerFactory, scheduler: SchedulerFactory | None) -> None:
+    """Builds the optimizer and scheduler once on a stand-in parameter, so a key they do not take
+    (`+optimizer.foo=1`) is one line naming it, before any work, not a traceback mid-fit."""
+    try:
+        built = optimizer([torch.nn.Parameter(torch.zeros(1))])
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"optimizer: {first_line(err)}") from err
+    try:
+        if scheduler is not None:
+            scheduler(built)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"scheduler: {first_line(err)}") from err
 
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:

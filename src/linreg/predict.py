@@ -25,6 +25,7 @@ import numpy as np
 
 from linreg.cli import exit_on_user_error
 from linreg.errors import LinregError, first_line
+from linreg.summary import require_usable
 
 USAGE = (
     "usage: python predict.py model=<run folder|model.onnx|file.ckpt> input=<file.csv|file.npy|-> "
@@ -87,6 +88,7 @@ def load_predictor(spec: str) -> Predictor:
     if not path.exists():
         raise PredictError(f"model={spec}: no such file or folder")
     if path.is_dir():
+        require_usable(path, "model")
         path = path / "model.onnx"
         if not path.is_file():
             raise PredictError(

@@ -6,23 +6,20 @@ A run folder (see the README) holds `.hydra/config.yaml`, `checkpoints/{epochNNN
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from linreg.errors import LinregError, first_line
+from linreg.errors import RunFolderError, first_line
+from linreg.summary import read_summary, require_usable
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
-
-
-class RunFolderError(LinregError):
-    """A path that should lead to a run folder, checkpoint or model does not."""
 
 
 def run_dir_of(path: str | Path) -> Path:
@@ -43,6 +40,7 @@ def find_checkpoint(path: str | Path, which: Literal["best", "last"], key: str) 
     if which == "last":
         candidate = path / CHECKPOINT_DIR / LAST_CHECKPOINT
     else:
+        require_usable(path, key)
         candidate = _best_checkpoint(path)
     if not candidate.is_file():
         raise RunFolderError(f"{key}={path}: no {which} checkpoint in {path / CHECKPOINT_DIR}")
@@ -50,8 +48,7 @@ def find_checkpoint(path: str | Path, which: Literal["best", "last"], key: str) 
 
 
 def _best_checkpoint(run_dir: Path) -> Path:
-    summary = run_dir / "metrics.json"
-    recorded = json.loads(summary.read_text()).get("paths", {}) if summary.is_file() else {}
+    recorded = (read_summary(run_dir) or {}).get("paths") or {}
     if recorded.get("best_checkpoint"):
         return run_dir / recorded["best_checkpoint"]
     # An interrupted or failed run records none: its best checkpoint is the one not last.ckpt.
@@ -66,7 +63,17 @@ def load_run_config(run_dir: Path) -> DictConfig:
     saved = run_dir / SAVED_CONFIG
     if not saved.is_file():
         raise RunFolderError(f"{run_dir} is not a run folder: {SAVED_CONFIG} is missing")
-    return OmegaConf.load(saved)
+    config = _load_yaml(saved)
+    if not isinstance(config, DictConfig) or "data" not in config:
+        raise RunFolderError(f"{saved} is damaged: it holds no run config")
+    return config
+
+
+def _load_yaml(path: Path) -> DictConfig | ListConfig:
+    try:
+        return OmegaConf.load(path)
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as err:
+        raise RunFolderError(f"{path} is damaged: not readable YAML ({first_line(err)})") from err
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -84,3 +91,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from err
     except (RuntimeError, EOFError, OSError) as err:
         raise RunFolderError(f"{path} is not a readable checkpoint: {first_line(err)}") from err
+
+
+def load_run_choices(run_dir: Path) -> dict[str, Any]:
+    """Which option of each config group the run was composed from (Hydra's runtime choices)."""
+    saved = run_dir / SAVED_CONFIG.parent / "hydra.yaml"
+    if not saved.is_file():
+        return {}
+    return dict(OmegaConf.select(_load_yaml(saved), "hydra.runtime.choices", default={}))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from linreg.errors import RunFolderError, first_line
 
 # Config sections that define a run's result; paths, loggers and callbacks only say where it went.
 HPARAM_SECTIONS = ("data", "model", "optimizer", "scheduler", "trainer", "seed")
@@ -34,11 +35,30 @@ def flatten_hparams(cfg: DictConfig) -> dict[str, Any]:
     return flat
 
 
-def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write via a temporary file and rename, so a reader never sees a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The run's metrics.json, None if it has none; one line if it is damaged."""
+    summary = run_dir / "metrics.json"
+    if not summary.is_file():
+        return None
+    try:
+        record = json.loads(summary.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        reason = first_line(err)
+        raise RunFolderError(f"{summary} is damaged: not readable JSON ({reason})") from err
+    if not isinstance(record, dict):
+        raise RunFolderError(f"{summary} is damaged: not a run record")
+    return record
+
+
+def require_usable(run_dir: Path, key: str) -> None:
+    """Refuses a run folder whose record says the run failed: its checkpoints (if any) are from
+    before the failure, and serving them should be a deliberate choice of one file."""
+    record = read_summary(run_dir) or {}
+    if record.get("status", "completed") != "completed":
+        raise RunFolderError(
+            f"{key}={run_dir}: that run {record['status']} ({record.get('reason', 'no reason')}); "
+            "pass one of its checkpoint files to use it anyway"
+        )
 
 
 class StageClock:

@@ -1,0 +1,57 @@
+"""Checkpoints that keep their promises: written whole, and followed when their folder moves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from linreg.files import atomic_path
+
+MOVABLE_PATHS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that follows its run folder when it is copied or moved.
+
+    Lightning drops the saved best score and paths when the folder changed (and then writes
+    `last-v1.ckpt` beside the old `last.ckpt`); here they are rebased onto the new folder instead,
+    so a moved run resumes exactly as it would have in place.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict.get("dirpath")
+        if saved and self.dirpath and saved != self.dirpath:
+            state_dict = _rebased(state_dict, saved, self.dirpath)
+        super().load_state_dict(state_dict)
+
+
+def _rebased(state: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    def move(path: str) -> str:
+        return str(Path(new) / Path(path).relative_to(old)) if path.startswith(old) else path
+
+    state = {**state, "dirpath": new}
+    for key in MOVABLE_PATHS:
+        if state.get(key):
+            state[key] = move(state[key])
+    if state.get("best_k_models"):
+        best = state["best_k_models"]
+        state["best_k_models"] = {move(path): score for path, score in best.items()}
+    return state
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Saves through a temporary file in the same folder, then renames it: a full disk or a kill
+    mid-write leaves the previous checkpoint whole (Lightning's own transaction stages the file in
+    the system's temporary folder and copies it over, which a full disk truncates)."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)

@@ -1,0 +1,63 @@
+"""Writing files whole or not at all: a reader, a resume or a full disk never meets half a file."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import math
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from linreg.errors import DiskWriteError
+
+# Failures of the file system rather than of the program: reported as one line naming the file.
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def disk_write_error(err: OSError, path: Path | str) -> DiskWriteError | OSError:
+    """`err` as a one-line DiskWriteError when the file system refused the write, else `err`."""
+    if err.errno not in DISK_ERRNOS:
+        return err
+    reason = (err.strerror or os.strerror(err.errno)).lower()
+    return DiskWriteError(f"{reason} writing {path}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` for the block to write; renamed over `path` only when the
+    block succeeds, removed otherwise. The file gets the usual permissions (those of the file it
+    replaces, or the umask's), not a temporary file's 0600."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        with tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        if path.exists():
+            shutil.copymode(path, tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise disk_write_error(err, path) from err
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every NaN and infinity replaced by None: JSON has no token for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(item) for item in value]
+    return value
+
+
+def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
+    """Strict JSON (non-finite numbers as null), written whole or not at all."""
+    text = json.dumps(strict_json(payload), indent=2, allow_nan=False) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

@@ -1,0 +1,53 @@
+"""Checks on the run folder that must come before Hydra writes anything into it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from linreg.cli import exit_on_user_error
+from linreg.config import validate
+from linreg.errors import RunFolderError
+
+
+class RunFolderGuard(Callback):
+    """Refuses a single run before Hydra creates or writes its folder (config, log), when:
+
+    - the config is invalid (so a mistake leaves no folder that looks like a run);
+    - a new run would go into a folder that already holds files (another run's, say);
+    - `ckpt_path` names no resumable run, or its overrides change the run, or another process
+      is training that run now (a lock in the run folder, held until this process ends).
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Lightning's DDP workers re-run the command line into the folder rank 0 already checked.
+        if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+            return
+        exit_on_user_error(lambda: check_run_folder(config))
+
+
+def check_run_folder(config: DictConfig) -> None:
+    if config.get("ckpt_path"):
+        from linreg.resume import hold_run_lock, resumed_config  # imports torch: resumes only
+
+        resumed = resumed_config(
+            config,
+            config.hydra.overrides.task,
+            OmegaConf.to_container(config.hydra.runtime.choices),
+        )
+        validate(resumed)
+        hold_run_lock(Path(config.hydra.run.dir))
+        return
+    validate(config)
+    run_dir = Path(config.hydra.run.dir)
+    held = sorted(path.name for path in run_dir.iterdir()) if run_dir.is_dir() else []
+    if held:
+        raise RunFolderError(
+            f"hydra.run.dir={run_dir} already holds files ({', '.join(held[:4])}"
+            f"{', ...' if len(held) > 4 else ''}); a new run needs a new or empty folder "
+            f"(to continue the run in it: ckpt_path={run_dir})"
+        )
