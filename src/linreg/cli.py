@@ -26,13 +26,12 @@ def user_error(err: BaseException) -> LinregError | None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from linreg.files import disk_write_error
+    from linreg.files import DISK_ERRNOS, write_error
 
     if isinstance(err, LinregError):
         return err
-    if isinstance(err, OSError) and err.filename:
-        mapped = disk_write_error(err, err.filename)
-        return mapped if isinstance(mapped, LinregError) else None
+    if isinstance(err, OSError) and err.filename and err.errno in DISK_ERRNOS:
+        return write_error(err, err.filename)
     if isinstance(err, OmegaConfBaseException | HydraException):
         return LinregError(_config_message(err))
     return None
@@ -112,7 +111,7 @@ def record_failure(run: Callable[[], float], output_dir: Path, in_sweep: bool) -
                 "reason": _reason(err, user_error(err)),
                 "objective": None,
             }
-            with contextlib.suppress(OSError):  # a full disk must not hide the first error
+            with contextlib.suppress(OSError, LinregError):  # a full disk must not hide the error
                 write_json_atomic(summary, failure)
         raise
 

@@ -13,6 +13,7 @@ from linreg.errors import ConfigError
 from linreg.files import write_json_atomic
 from linreg.model import LinearRegressionModule
 from linreg.pipeline import require_accelerator
+from linreg.resume import check_checkpoint_fits
 from linreg.runs import find_checkpoint, load_checkpoint, load_run_config, run_dir_of
 
 log = logging.getLogger(__name__)
@@ -24,9 +25,12 @@ def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         raise ConfigError("ckpt_path is required: python eval.py ckpt_path=<run folder or .ckpt>")
     require_accelerator(cfg.accelerator)
     checkpoint_path = find_checkpoint(cfg.ckpt_path, "best", key="ckpt_path")
-    module = LinearRegressionModule.from_checkpoint(load_checkpoint(checkpoint_path))
+    checkpoint = load_checkpoint(checkpoint_path)
     run_dir = run_dir_of(checkpoint_path)
-    datamodule = instantiate(load_run_config(run_dir).data)
+    run_cfg = load_run_config(run_dir)
+    check_checkpoint_fits(checkpoint, run_cfg, checkpoint_path)
+    module = LinearRegressionModule.from_checkpoint(checkpoint)
+    datamodule = instantiate(run_cfg.data)
     trainer = pl.Trainer(
         accelerator=cfg.accelerator,
         devices=1,

@@ -18,12 +18,10 @@ from linreg.errors import DiskWriteError
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def disk_write_error(err: OSError, path: Path | str) -> DiskWriteError | OSError:
-    """`err` as a one-line DiskWriteError when the file system refused the write, else `err`."""
-    if err.errno not in DISK_ERRNOS:
-        return err
-    reason = (err.strerror or os.strerror(err.errno)).lower()
-    return DiskWriteError(f"{reason} writing {path}")
+def write_error(err: OSError, path: Path | str) -> DiskWriteError:
+    """A failed write as one line naming the file: `no space left on device writing <file>`."""
+    reason = err.strerror or (os.strerror(err.errno) if err.errno else type(err).__name__)
+    return DiskWriteError(f"{reason.lower()} writing {path}")
 
 
 @contextlib.contextmanager
@@ -40,7 +38,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
             shutil.copymode(path, tmp)
         os.replace(tmp, path)
     except OSError as err:
-        raise disk_write_error(err, path) from err
+        raise write_error(err, path) from err
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -11,11 +11,12 @@ temporary file and renamed at the end, so a failed run never leaves a partial fi
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import math
 import os
+import signal
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 
 from linreg.cli import exit_on_user_error
 from linreg.errors import LinregError, first_line
+from linreg.files import atomic_path
 from linreg.summary import require_usable
 
 USAGE = (
@@ -139,9 +141,15 @@ def _checkpoint_predictor(path: Path) -> Predictor:
 
 
 def read_chunks(args: PredictArgs, n_features: int) -> Iterator[np.ndarray]:
-    """float32 chunks of at most `chunk_rows` rows, checked for shape and finiteness."""
+    """float32 chunks of at most `chunk_rows` rows, checked for shape and finiteness. CSV text is
+    UTF-8 (a byte-order mark is allowed); blank lines are not rows."""
     if args.input == "-":
-        for chunk, _ in _csv_chunks(sys.stdin, "stdin", n_features, args):
+        if sys.stdin is None or sys.stdin.closed:
+            raise PredictError(
+                "input=-: standard input is closed; give input=<file> or pipe rows in"
+            )
+        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+        for chunk, _ in _csv_chunks(stdin, "stdin", n_features, args):
             yield chunk
         return
     path = Path(args.input)
@@ -152,7 +160,10 @@ def read_chunks(args: PredictArgs, n_features: int) -> Iterator[np.ndarray]:
     if path.suffix == ".npy":
         yield from _npy_chunks(path, n_features, args.chunk_rows)
         return
-    with path.open(newline="") as handle, _progress(path.stat().st_size) as advance:
+    with (
+        path.open(encoding="utf-8-sig", newline="") as handle,
+        _progress(path.stat().st_size) as advance,
+    ):
         for chunk, lines in _csv_chunks(handle, args.input, n_features, args):
             advance(sum(map(len, lines)))
             yield chunk
@@ -164,9 +175,9 @@ def _csv_chunks(
     """(parsed chunk, its raw lines), reading `chunk_rows` lines at a time."""
     first_line_number = 1
     rows_seen = 0
-    while lines := list(itertools.islice(stream, args.chunk_rows)):
+    while lines := _read_lines(stream, name, args.chunk_rows):
         data_lines, start = lines, first_line_number
-        if first_line_number == 1 and _is_header(lines[0], args.header):
+        if first_line_number == 1 and _is_header(lines[0], args.header, n_features):
             data_lines, start = lines[1:], 2
         chunk = _parse_csv(data_lines, start, name, n_features)
         first_line_number += len(lines)
@@ -177,24 +188,45 @@ def _csv_chunks(
         raise PredictError(f"input={name} holds no data rows")
 
 
-def _is_header(line: str, header: str) -> bool:
+def _read_lines(stream: IO[str], name: str, count: int) -> list[str]:
+    try:
+        return list(itertools.islice(stream, count))
+    except UnicodeDecodeError as err:
+        raise PredictError(
+            f"input={name} is not UTF-8 text (byte 0x{err.object[err.start]:02x} cannot be "
+            "decoded; a UTF-16 file or a binary one?): save it as UTF-8 CSV"
+        ) from None
+
+
+def _is_header(line: str, header: str, n_features: int) -> bool:
+    """With header=auto, a first line is a header only when it is one: every cell a name, none a
+    number. A first row with one bad cell is a bad row (named as such), never a header."""
     if header != "auto":
         return header == "yes"
+    if line.count(",") != n_features - 1:
+        return False  # the wrong width: reported as such by the parser
+    cells = [cell.strip() for cell in line.rstrip("\r\n").split(",")]
+    return all(cell and not _is_number(cell) for cell in cells)
+
+
+def _is_number(text: str) -> bool:
     try:
-        [float(cell) for cell in line.split(",")]
+        float(text)
     except ValueError:
-        return True
-    return False
+        return False
+    return True
 
 
 def _parse_csv(lines: list[str], first_line_number: int, name: str, n_features: int) -> np.ndarray:
-    """numpy's C parser for the common case; a line-by-line scan only to name a problem exactly."""
+    """numpy's C parser for the common case; a line-by-line scan only to name a problem exactly.
+    Widths are checked first: a line of a million cells must not be parsed to learn it is wrong."""
     if not any(line.strip() for line in lines):
         return np.empty((0, n_features), dtype=np.float32)
-    try:
-        chunk = np.loadtxt(lines, delimiter=",", dtype=np.float32, ndmin=2)
-    except ValueError:
-        chunk = None
+    chunk = None
+    if all(line.count(",") == n_features - 1 for line in lines if line.strip()):
+        with contextlib.suppress(ValueError):
+            # comments=None: a row starting with '#' is a bad row, not a comment to drop.
+            chunk = np.loadtxt(lines, delimiter=",", dtype=np.float32, ndmin=2, comments=None)
     fits = chunk is not None and (chunk.size == 0 or chunk.shape[1] == n_features)
     if fits and np.isfinite(chunk).all():
         return chunk.reshape(-1, n_features)
@@ -206,12 +238,12 @@ def _raise_first_problem(lines: list[str], first: int, name: str, n_features: in
     for number, line in enumerate(lines, start=first):
         if not line.strip():
             continue
-        cells = line.rstrip("\r\n").split(",")
-        if len(cells) != n_features:
+        if line.count(",") != n_features - 1:
             raise PredictError(
-                f"input={name} line {number} has {len(cells)} columns; "
+                f"input={name} line {number} has {line.count(',') + 1} columns; "
                 f"the model takes {n_features} features"
             )
+        cells = line.rstrip("\r\n").split(",")
         for column, cell in enumerate(cells, start=1):
             try:
                 value = np.float32(cell)
@@ -228,8 +260,15 @@ def _raise_first_problem(lines: list[str], first: int, name: str, n_features: in
 def _npy_chunks(path: Path, n_features: int, chunk_rows: int) -> Iterator[np.ndarray]:
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as err:
+    except (ValueError, OSError, EOFError) as err:
         raise PredictError(f"input={path} is not a readable .npy file: {first_line(err)}") from err
+    if not isinstance(array, np.ndarray):  # np.load opens a .npz archive whatever its name
+        names = ", ".join(array.files)
+        array.close()
+        raise PredictError(
+            f"input={path} is a .npz archive of arrays ({names}), not a .npy array: save the "
+            "features with np.save"
+        )
     if array.ndim != 2 or array.shape[1] != n_features or array.dtype.kind not in "fiu":
         raise PredictError(
             f"input={path} holds a {array.dtype} array of shape {array.shape}; "
@@ -271,20 +310,16 @@ def write_predictions(chunks: Iterator[np.ndarray], output: str, n_targets: int)
     if output == "-":
         return _write_csv(chunks, sys.stdout)
     target = Path(output)
+    if target.is_dir():
+        raise PredictError(f"output={output} is a folder; name a file in it")
     if not target.parent.is_dir():
         raise PredictError(f"output={output}: folder {target.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w" if target.suffix != ".npy" else "wb") as handle:
-            if target.suffix == ".npy":
-                rows = _write_npy(chunks, handle, tmp, n_targets)
-            else:
-                rows = _write_csv(chunks, handle)
-        os.replace(tmp, target)
-        return rows
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(target) as tmp:
+        if target.suffix == ".npy":
+            with tmp.open("wb") as handle:
+                return _write_npy(chunks, handle, tmp, n_targets)
+        with tmp.open("w") as handle:
+            return _write_csv(chunks, handle)
 
 
 def _write_csv(chunks: Iterator[np.ndarray], handle: IO[str]) -> int:
@@ -324,4 +359,20 @@ def predict(args: PredictArgs) -> int:
 
 
 def main(argv: Sequence[str]) -> None:
-    exit_on_user_error(lambda: predict(parse_args(argv)))
+    # SIGTERM unwinds like an exception, so temporary files are removed on the way out.
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        if {"-h", "--help"} & set(argv):
+            print(__doc__.strip())
+        else:
+            exit_on_user_error(lambda: predict(parse_args(argv)))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head -1`): stop quietly, and keep Python's exit-time flush of
+        # stdout from complaining about the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    print("error: stopped by SIGTERM; no output file was written", file=sys.stderr)
+    sys.exit(128 + signum)

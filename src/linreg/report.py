@@ -9,7 +9,6 @@ runs by itself at the end of every multirun (see `SweepCallbacks`).
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import sys
@@ -19,7 +18,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from linreg.errors import LinregError
+from linreg.errors import LinregError, RunFolderError
+from linreg.summary import read_summary
 
 COLUMNS = ("job", "overrides", "status", "val/loss", "test/mse", "reference/test_mse",
            "gap_to_reference_%", "params/weight_error", "wall_time_s", "reason")  # fmt: skip
@@ -37,18 +37,20 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
             "overrides": " ".join(overrides),
             "status": "missing",
         }
-        summary_path = job / "metrics.json"
-        if summary_path.is_file():
-            summary = json.loads(summary_path.read_text())
-            metrics = summary.get("metrics", {})
-            row["status"] = summary["status"]
+        try:
+            summary = read_summary(job)
+        except RunFolderError as err:  # a damaged record must not hide the other jobs
+            summary, row["status"], row["reason"] = None, "unreadable", str(err)
+        if summary is not None:
+            metrics = summary.get("metrics") or {}
+            row["status"] = summary.get("status", "unreadable")
             row["reason"] = summary.get("reason", "")
             row["wall_time_s"] = summary.get("wall_time_s")
             for name in ("val/loss", "test/mse", "reference/test_mse", "params/weight_error"):
                 row[name] = metrics.get(name)
             if "test_mse_gap_to_reference" in summary:
                 row["gap_to_reference_%"] = 100 * summary["test_mse_gap_to_reference"]
-        else:
+        elif row["status"] == "missing":
             row["reason"] = "no metrics.json: the job crashed or is still running"
         rows.append(row)
     return sorted(rows, key=_rank)
@@ -73,10 +75,16 @@ def _cell(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value).replace("|", "\\|")
 
 
+REPORT_FILES = ("report.csv", "report.md", "report.png")
+
+
 def write_report(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Write report.csv, report.md and report.png into the sweep folder; returns the rows."""
+    """Write report.csv, report.md and report.png into the sweep folder; returns the rows. An
+    earlier report is removed first: a report is of the sweep as it is now, or there is none."""
     if not sweep_dir.is_dir():
         raise LinregError(f"{sweep_dir}: no such sweep folder")
+    for name in REPORT_FILES:
+        (sweep_dir / name).unlink(missing_ok=True)
     rows = collect(sweep_dir)
     if not rows:
         raise LinregError(f"{sweep_dir} holds no job folders (with .hydra/overrides.yaml)")
@@ -92,13 +100,17 @@ def write_report(sweep_dir: Path) -> list[dict[str, Any]]:
 def plot(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Final val/loss against learning rate (a line per optimizer), and the best runs' curves."""
     from linreg.figures import Figure  # matplotlib, set up for files only
+    from linreg.runs import load_run_config
 
     figure = Figure(figsize=(11, 4.5), layout="constrained")
     by_lr, curves = figure.subplots(1, 2)
     finished = [row for row in rows if _rank(row)[0] == 0]
     lines: dict[str, list[tuple[float, float]]] = {}
     for row in finished:
-        config = OmegaConf.load(sweep_dir / row["job"] / ".hydra" / "config.yaml")
+        try:
+            config = load_run_config(sweep_dir / row["job"])
+        except RunFolderError:
+            continue  # its row in the table still stands
         name = str(config.optimizer._target_).rsplit(".", 1)[-1]
         lines.setdefault(name, []).append((float(config.optimizer.lr), row["val/loss"]))
     for name, points in sorted(lines.items()):

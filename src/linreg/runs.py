@@ -51,11 +51,18 @@ def _best_checkpoint(run_dir: Path) -> Path:
     recorded = (read_summary(run_dir) or {}).get("paths") or {}
     if recorded.get("best_checkpoint"):
         return run_dir / recorded["best_checkpoint"]
-    # An interrupted or failed run records none: its best checkpoint is the one not last.ckpt.
+    # An interrupted run records none: its best checkpoint is the newest readable one not last.
     candidates = sorted(
-        p for p in (run_dir / CHECKPOINT_DIR).glob("*.ckpt") if p.name != LAST_CHECKPOINT
+        (p for p in (run_dir / CHECKPOINT_DIR).glob("*.ckpt") if p.name != LAST_CHECKPOINT),
+        reverse=True,
     )
-    return candidates[-1] if candidates else run_dir / CHECKPOINT_DIR / "best.ckpt"
+    for candidate in candidates:
+        try:
+            load_checkpoint(candidate)
+        except RunFolderError:
+            continue  # damaged (a copy cut short, say): an older whole one is better than none
+        return candidate
+    return run_dir / CHECKPOINT_DIR / "best.ckpt"
 
 
 def load_run_config(run_dir: Path) -> DictConfig:
@@ -81,7 +88,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "Unsupported global" in str(err):
+        # torch names the refused global ("Unsupported global", "GLOBAL posix.system ... is
+        # blocked") after this sentence; a damaged file fails before any global is read.
+        if "Weights only load failed" in str(err):
             raise RunFolderError(
                 f"refusing to load {path}: it holds pickled objects other than tensors and plain "
                 "values, which could run code (checkpoints are loaded with weights_only=True)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,14 @@ class SweepCallbacks(Callback):
         # of them would re-run the whole sweep into the same folders. Under SLURM the scheduler
         # starts the processes instead, one job at a time, which is safe.
         on_slurm = "SlurmLauncher" in str(config.hydra.launcher.get("_target_", ""))
+        if on_slurm and shutil.which("srun") is None:
+            print(
+                "error: hydra/launcher=slurm submits jobs with SLURM's sbatch and srun, and this "
+                "machine has no srun: run the sweep on the cluster, or try it here with "
+                "hydra/launcher=submitit_local",
+                file=sys.stderr,
+            )
+            sys.exit(1)
         if launches_processes(config.trainer) and not on_slurm:
             print(
                 "error: multirun (-m) over runs on several devices or nodes (Lightning starts DDP "
@@ -59,6 +68,11 @@ class SweepCallbacks(Callback):
         from linreg.report import markdown, write_report
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        rows = write_report(sweep_dir)
+        # Hydra turns a callback's exception into a warning and exit status 0: say it, and fail.
+        try:
+            rows = write_report(sweep_dir)
+        except Exception as err:
+            print(f"error: the sweep report could not be written: {err}", file=sys.stderr)
+            sys.exit(1)
         print(markdown(rows), end="")
         log.info("sweep report: %s (report.md, report.png)", sweep_dir / "report.csv")
