@@ -45,10 +45,11 @@ def test_cli_run_fills_the_run_folder_and_prints_where(cli: Cli, tmp_path: Path)
         (["trainer.devices=abc"], "trainer: `devices` selected with `CPUAccelerator`"),
     ],
 )
-def test_invalid_value_gives_one_line_naming_key_and_exit_1(
-    cli: Cli, args: list[str], message: str
+def test_invalid_value_gives_one_line_naming_key_and_exit_1_and_leaves_no_folder(
+    cli: Cli, tmp_path: Path, args: list[str], message: str
 ) -> None:
     assert_one_line_error(cli(*args), message)
+    assert not (tmp_path / "run").exists()  # caught before Hydra's folder, or removed after
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import resource
 import shutil
@@ -25,6 +26,7 @@ from hypothesis import strategies as st
 from test_cli import assert_one_line_error
 
 from linreg.errors import DiskWriteError, LinregError
+from linreg.files import write_json_atomic
 from linreg.predict import PredictArgs, read_chunks
 
 PLUGINS = Path(__file__).parent / "plugins"
@@ -352,6 +354,23 @@ def test_a_full_disk_at_export_leaves_no_model_file(
 
 
 # --------------------------------------------------------------------- run folders, eval, resume
+
+
+def strict_loads(text: str) -> object:
+    def refuse(token: str) -> None:
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_run_records_are_strict_json_with_null_for_non_finite_numbers(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    assert strict_loads((trained_run / "metrics.json").read_text())["status"] == "completed"
+    record = tmp_path / "metrics.json"
+    write_json_atomic(record, {"metrics": {"test/r2": math.nan, "gap": [math.inf, 1.5]}})
+    assert strict_loads(record.read_text()) == {"metrics": {"test/r2": None, "gap": [None, 1.5]}}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
 @pytest.fixture

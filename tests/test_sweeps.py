@@ -105,6 +105,12 @@ def test_optuna_search_runs_n_trials_and_resumes_from_storage_without_repeating(
     best = OmegaConf.load(tmp_path / "optimization_results.yaml")
     assert best.best_value == min(float(r["val/loss"]) for r in report_rows(tmp_path))
 
+    # A damaged job record: the resumed search's report says so instead of keeping the old one.
+    (tmp_path / "1" / "metrics.json").write_text('{"status": "comp')
+    again = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=5")
+    assert again.returncode == 0, again.stderr
+    assert {r["job"]: r["status"] for r in report_rows(tmp_path)}["1"] == "unreadable"
+
 
 def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_cores_each(tmp_path: Path) -> None:
     result = sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2")

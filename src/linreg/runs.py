@@ -88,9 +88,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        # torch names the refused global ("Unsupported global", "GLOBAL posix.system ... is
-        # blocked") after this sentence; a damaged file fails before any global is read.
-        if "Weights only load failed" in str(err):
+        # A refused global reads "Unsupported global: GLOBAL x" or "GLOBAL posix.system whose
+        # module posix is blocked"; a damaged file fails on a byte ("Unsupported operand 110").
+        if "GLOBAL " in str(err):
             raise RunFolderError(
                 f"refusing to load {path}: it holds pickled objects other than tensors and plain "
                 "values, which could run code (checkpoints are loaded with weights_only=True)"
