@@ -197,6 +197,7 @@ def test_a_closed_pipe_ends_predict_quietly(model: Path, tmp_path: Path) -> None
     assert process.stderr.read() == b""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_mid_prediction_leaves_no_temporary_files(
     model: Path, tmp_path: Path, sig: signal.Signals, status: int
@@ -293,6 +294,7 @@ def test_a_bad_value_is_one_line_and_leaves_no_run_folder(
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_training_says_how_to_resume(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
@@ -401,6 +403,7 @@ def test_a_damaged_run_record_is_one_line(
     assert tree_digest(run_copy) == before
 
 
+@pytest.mark.slow
 def test_a_checkpoint_from_another_run_is_refused_by_eval_and_resume(
     run_copy: Path, tmp_path: Path
 ) -> None:
@@ -446,6 +449,7 @@ def test_a_code_running_checkpoint_is_refused_as_such(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------- sweeps
 
 
+@pytest.mark.slow
 def test_a_sweep_survives_a_job_that_crashes_and_reports_it(tmp_path: Path) -> None:
     result = decoded(
         run(
@@ -468,6 +472,7 @@ def test_a_sweep_survives_a_job_that_crashes_and_reports_it(tmp_path: Path) -> N
     assert [row.split("|")[3].strip() for row in rows] == ["completed", "failed"]
 
 
+@pytest.mark.slow
 def test_a_report_over_a_damaged_job_record_marks_it_unreadable(tmp_path: Path) -> None:
     result = decoded(run(["-m", *FAST, "logger=none", "seed=1,2", f"hydra.sweep.dir={tmp_path}"]))
     assert result.returncode == 0, result.stderr
@@ -490,3 +495,27 @@ def test_the_slurm_launcher_without_slurm_is_one_line_and_writes_nothing(tmp_pat
     result = decoded(run(["-m", "hydra/launcher=slurm", "seed=1", f"hydra.sweep.dir={sweep_dir}"]))
     assert_one_line_error(result, "hydra/launcher=slurm submits jobs with SLURM's sbatch and srun")
     assert not sweep_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "blame"),
+    [
+        ([], "optimizer.lr=1000 in that epoch"),
+        (["logger=none"], "optimizer.lr=1000 in that epoch"),
+        (["export.enabled=false"], "optimizer.lr=1000 in that epoch"),
+        (["optimizer.lr=0.05", "data.noise_std=1e30"], "the learning rate is not the cause"),
+    ],
+)
+def test_a_diverging_run_stops_in_one_line_and_leaves_nothing_to_serve(
+    tmp_path: Path, extra: list[str], blame: str
+) -> None:
+    # The reported case: the weights blow up in an execution's last step while every loss is
+    # finite; the epoch's histograms, checkpoints, export and record must never see them.
+    run_dir = tmp_path / "run"
+    args = ["optimizer.lr=1e3", "data.n_samples=2000", "trainer.max_epochs=2", *extra]
+    result = run_cli([*args, "trainer.enable_progress_bar=false"], run_dir)
+    assert_one_line_error(result, "training diverged at step ")
+    assert blame in result.stderr
+    assert not list(run_dir.glob("*.onnx")) and not list(run_dir.glob("checkpoints/*"))
+    record = strict_loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "failed" and record["objective"] is None

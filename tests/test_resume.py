@@ -171,6 +171,7 @@ def test_a_refused_resume_names_the_change_and_writes_nothing(
     assert tree_digest(uninterrupted) == before
 
 
+@pytest.mark.slow
 def test_a_run_with_a_step_schedule_trains_longer_when_resumed(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     stepped = [*FAST, "scheduler=step", "trainer.max_epochs=3"]

@@ -80,7 +80,7 @@ class DivergenceGuard(pl.Callback):
             f"training diverged at step {trainer.global_step} (epoch {trainer.current_epoch}, "
             f"validation): {self.monitor} is "
             f"{float(value)} (the largest weight is {largest:.3g}); the learning rate is likely "
-            f"too high (optimizer.lr={self.lr:g}), try a smaller one"
+            f"too high (optimizer.lr={self.lr:g} in that epoch), try a smaller one"
         )
 
 
