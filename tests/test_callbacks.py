@@ -35,7 +35,7 @@ def execution(n: int, scale: float = 1.0) -> list[tuple[torch.Tensor, torch.Tens
 
 def guard_after(trainer: SimpleNamespace, module: nn.Module, outputs, batch, index: int) -> None:
     guard = DivergenceGuard()
-    guard.on_train_batch_start(trainer, module, batch, index)
+    guard.on_train_epoch_start(trainer, module)
     trainer.optimizers[0].param_groups[0]["lr"] = 0.0  # a scheduler stepped inside the step
     guard.on_train_batch_end(trainer, module, outputs, batch, index)
 

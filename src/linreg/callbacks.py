@@ -32,10 +32,9 @@ class DivergenceGuard(pl.Callback):
         self.monitor = monitor
         self.lr = math.nan
 
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        # Read before the step: a scheduler may step at the end of the epoch's last batch.
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # The schedules step per epoch, the last one inside the epoch's last step: the rate in
+        # force for the epoch's steps is the one it starts with (read once, not per step).
         self.lr = trainer.optimizers[0].param_groups[0]["lr"]
 
     def on_train_batch_end(
@@ -47,9 +46,9 @@ class DivergenceGuard(pl.Callback):
         batch_idx: int,
     ) -> None:
         losses = (outputs["loss"] if isinstance(outputs, Mapping) else outputs).reshape(-1)
-        checks = [torch.isfinite(losses).all()]
-        checks += [torch.isfinite(parameter).all() for parameter in pl_module.parameters()]
-        if bool(torch.stack(checks).all()):
+        # One sum over the losses and every parameter: a NaN or inf anywhere makes it non-finite.
+        total = losses.sum() + sum(parameter.detach().sum() for parameter in pl_module.parameters())
+        if bool(torch.isfinite(total)):
             return
         # An execution is a list of (features, targets) batches; one step's batch is a pair.
         executed = isinstance(batch, list) and isinstance(batch[0], tuple | list)

@@ -6,8 +6,9 @@ import io
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from linreg.files import atomic_path
@@ -60,3 +61,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         torch.save(checkpoint, buffer)
         with atomic_path(path) as tmp:
             tmp.write_bytes(buffer.getbuffer())
+
+
+class LastEpochCheckpoint(Checkpoint):
+    """Writes `<dirpath>/last.ckpt` at the end of every training epoch: what a resume continues
+    from. (ModelCheckpoint's own `save_last` writes it only in an epoch that also saved a top-k
+    checkpoint since Lightning 2.6, and as a second ModelCheckpoint it would cost a hook call on
+    every step.) As a Checkpoint it runs after the module's epoch-end hook, so the file holds the
+    epoch's logged loss and scheduler step."""
+
+    def __init__(self, dirpath: str, filename: str = "last.ckpt") -> None:
+        self.path = Path(dirpath) / filename
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            trainer.save_checkpoint(self.path)  # every process takes part; rank 0 writes
