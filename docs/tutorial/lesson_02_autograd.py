@@ -1,5 +1,9 @@
 """Lesson 2: autograd records operations and computes gradients with `backward()`.
 
+A gradient says how much a number (the loss) changes when each input changes a little: the
+direction in which training nudges every weight. Autograd records the operations on tensors that
+`requires_grad`, and `backward()` walks that record back to fill each leaf's `.grad`.
+
 Used for real in src/linreg/model.py: Lightning calls `loss.backward()` on the MSE loss returned by
 `training_step`, and every optimizer step reads the `.grad` it leaves on the parameters.
 
@@ -14,9 +18,17 @@ import torch
 
 
 def main() -> dict[str, Any]:
-    facts: dict[str, Any] = {}
+    print("== Only what requires grad is recorded ==")
+    a, b = torch.ones(2), torch.ones(2)
+    plain_sum = a + b
+    print(
+        f"[correction 5] a + b of ordinary tensors: grad_fn = {plain_sum.grad_fn} "
+        "(arithmetic is plain arithmetic; autograd records only when an input requires grad)"
+    )
+    recorded = a.requires_grad_() + b
+    print(f"with a.requires_grad_(): grad_fn = {type(recorded.grad_fn).__name__}")
 
-    print("== The worked example ==")
+    print("\n== The worked example ==")
     x = torch.ones(2, 2, requires_grad=True)
     y = x + 2
     z = 3 * y * y
@@ -24,37 +36,56 @@ def main() -> dict[str, Any]:
     print(f"x = ones(2,2), y = x + 2, z = 3*y*y, out = z.mean() = {out.item()}")
     print(f"y.grad_fn = {type(y.grad_fn).__name__}: y remembers it came from an addition")
     out.backward()
-    facts["gradient"] = x.grad.tolist()
+    gradient = x.grad.tolist()
     print(
-        "out = (1/4) * sum_i 3 * (x_i + 2)^2, so d out / d x_i = (3/2) * (x_i + 2) = 1.5 * 3 = 4.5"
+        "out = (1/4) * sum_i 3 * (x_i + 2)^2, so d out / d x_i = (3/2) * (x_i + 2) = 4.5 at x = 1"
     )
-    print(f"x.grad = {facts['gradient']}")
+    print(f"[correction 6] x.grad = {gradient} (not [12, 12]: that is no derivative of out)")
+    z_grad = torch.autograd.grad((3 * (x + 2) ** 2).sum(), x)[0][0, 0].item()  # a fresh graph
+    print(
+        f"[correction 6] dz/dx = 6 (x + 2) = {z_grad} at x = 1; the source's 6 (2x + 1) is another"
+        " function that happens to agree at x = 1 only: at x = 2 they give 24 and 30"
+    )
 
-    print("\n== Gradients accumulate until you zero them ==")
+    print("\n== Gradients accumulate until you clear them ==")
     (3 * (x + 2) ** 2).mean().backward()
-    facts["accumulated"] = x.grad[0, 0].item()
-    print(f"a second backward() adds to .grad: {facts['accumulated']} (4.5 + 4.5)")
+    accumulated = x.grad[0, 0].item()
+    print(f"a second backward() adds to .grad: {accumulated} (4.5 + 4.5)")
     x.grad.zero_()
-    facts["after_zero"] = x.grad[0, 0].item()
-    print(f"x.grad.zero_() (what optimizer.zero_grad() does per parameter): {facts['after_zero']}")
+    after_zero = x.grad[0, 0].item()
+    print(f"x.grad.zero_() fills the gradient with zeros: {after_zero}")
+    optimizer = torch.optim.SGD([x], lr=0.1)
+    optimizer.zero_grad()
+    cleared = x.grad
+    print(
+        f"optimizer.zero_grad() does not: since torch 2.0 it sets .grad to {cleared} "
+        "(set_to_none=True), which frees the memory and skips the addition next time"
+    )
 
     print("\n== Turning recording off ==")
     with torch.no_grad():
-        facts["no_grad_requires_grad"] = (x * 2).requires_grad
+        no_grad_requires_grad = (x * 2).requires_grad
     with torch.inference_mode():
-        facts["inference_requires_grad"] = (x * 2).requires_grad
+        inference_requires_grad = (x * 2).requires_grad
     detached = x.detach()
-    facts["detached_requires_grad"] = detached.requires_grad
-    facts["detached_shares_storage"] = detached.data_ptr() == x.data_ptr()
     print(
-        f"under no_grad: requires_grad={facts['no_grad_requires_grad']}; under inference_mode: "
-        f"{facts['inference_requires_grad']} (faster still, for evaluation and serving)"
+        f"under no_grad: requires_grad={no_grad_requires_grad}; under inference_mode: "
+        f"{inference_requires_grad} (faster still, for evaluation and serving)"
     )
     print(
-        f"x.detach(): same memory ({facts['detached_shares_storage']}), outside the graph "
-        f"(requires_grad={facts['detached_requires_grad']})"
+        f"x.detach(): same memory ({detached.data_ptr() == x.data_ptr()}), outside the graph "
+        f"(requires_grad={detached.requires_grad})"
     )
-    return facts
+
+    # What tests/test_tutorial.py checks.
+    return {
+        "plain_grad_fn": plain_sum.grad_fn, "out": out.item(), "gradient": gradient,
+        "z_grad": z_grad, "accumulated": accumulated, "after_zero": after_zero,
+        "zero_grad_leaves": cleared, "no_grad_requires_grad": no_grad_requires_grad,
+        "inference_requires_grad": inference_requires_grad,
+        "detached_requires_grad": detached.requires_grad,
+        "detached_shares_storage": detached.data_ptr() == x.data_ptr(),
+    }  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def export_onnx(model: nn.Module, n_features: int, path: Path, opset: int) -> Pa
     example = torch.zeros(2, n_features)
     batch = torch.export.Dim("batch")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _quiet_exporter():
+    with quiet_exporter():
         torch.onnx.export(
             model,
             (example,),
@@ -73,7 +73,7 @@ def verify_onnx(path: Path, model: nn.Module, features: Tensor, atol: float, rto
 
 
 @contextmanager
-def _quiet_exporter() -> Iterator[None]:
+def quiet_exporter() -> Iterator[None]:
     """Mutes the exporter's own chatter while exporting: notices about optional torchvision
     operators, graph-pass progress, a dependency's deprecation warning. Other warnings still show.
     """

@@ -1,0 +1,160 @@
+"""Lesson 7: from the plain loop to Lightning.
+
+Lightning sorts lesson 5's loop into hooks: a `LightningModule` says what one training step and
+one validation step are and which optimizer to use; a `LightningDataModule` says where the batches
+come from; the `Trainer` runs the loops around them. Below, both are written out in a few lines,
+then the project's own versions (src/linreg/model.py, src/linreg/data.py) do the same with more.
+
+Run: python docs/tutorial/lesson_07_lightning.py
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lesson_04_data import make_data
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from linreg.cli import tidy_lightning_output
+from linreg.data import SyntheticRegressionDataModule
+from linreg.model import LinearRegressionModule
+from linreg.reference import reference_mse
+
+
+class RegressionModule(pl.LightningModule):
+    """Lesson 5's step as hooks: the Trainer calls them and does the rest."""
+
+    def __init__(self, n_features: int, lr: float) -> None:
+        super().__init__()
+        self.model = nn.Linear(n_features, 1)
+        self.lr = lr
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        features, targets = batch
+        loss = nn.functional.mse_loss(self.model(features), targets)
+        self.log("train/loss", loss)
+        return loss  # the Trainer calls zero_grad, backward and step with it
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        features, targets = batch  # already in eval mode, under no_grad
+        self.log("val/loss", nn.functional.mse_loss(self.model(features), targets))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
+
+
+class RegressionData(pl.LightningDataModule):
+    """Lesson 4's preparation as hooks: set-up once, then a loader per stage."""
+
+    def setup(self, stage: str) -> None:
+        features, targets = make_data(4000, 5, noise_std=0.5, seed=0)
+        train = slice(0, 3200)
+        mean, std = features[train].mean(0), features[train].std(0)
+        features = (features - mean) / std
+        self.train_set = TensorDataset(features[train], targets[train])
+        self.val_set = TensorDataset(features[3200:], targets[3200:])
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=64, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=1024)
+
+
+WHAT_LIGHTNING_DOES = [
+    "the epoch and batch loops, zero_grad/backward/step, and the scheduler steps",
+    "switching train/eval mode and turning gradients off for validation and testing",
+    "moving batches to the accelerator, mixed precision, multi-GPU and multi-node (DDP)",
+    "checkpoints of model, optimizer and loop state, and resuming from them",
+    "calling loggers (TensorBoard, CSV) with every metric you `self.log`",
+]
+
+
+def plain_trainer(max_epochs: int) -> pl.Trainer:
+    """A Trainer with nothing but the loop: no logger, checkpoints or progress bar."""
+    tidy_lightning_output()  # drops Lightning's product tip and a dependency's deprecation notice
+    return pl.Trainer(
+        max_epochs=max_epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+
+
+def small_datamodule(n_samples: int, n_features: int, seed: int) -> SyntheticRegressionDataModule:
+    """The project's data module: the same kind of rows, served as whole-batch slices."""
+    datamodule = SyntheticRegressionDataModule(
+        n_samples=n_samples, n_features=n_features, n_targets=1, noise_std=0.5,
+        feature_scale=5.0, feature_offset=3.0, train_fraction=0.7, val_fraction=0.15,
+        test_fraction=0.15, batch_size=64, seed=seed,
+    )  # fmt: skip
+    datamodule.setup()
+    return datamodule
+
+
+def fit_project_module(
+    datamodule: SyntheticRegressionDataModule, steps_per_execution: int
+) -> tuple[float, int, float]:
+    """(test MSE, Lightning steps, fit seconds) of 8 epochs of SGD with momentum."""
+    pl.seed_everything(0, verbose=False)  # the same initial weights every time
+    module = LinearRegressionModule(
+        n_features=5,
+        optimizer=functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9),
+        steps_per_execution=steps_per_execution,
+    )
+    # Lesson 4 standardised by hand; here the model carries the statistics of the train split.
+    module.fit_standardization(datamodule.split("train")[0])
+    trainer = plain_trainer(max_epochs=8)
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    seconds = time.perf_counter() - started
+    (test,) = trainer.test(module, datamodule=datamodule, verbose=False)
+    return test["test/mse"], trainer.global_step, seconds
+
+
+def main() -> dict[str, Any]:
+    print("== A LightningModule and a LightningDataModule, written out ==")
+    pl.seed_everything(0, verbose=False)
+    inline = RegressionModule(n_features=5, lr=0.05)
+    trainer = plain_trainer(max_epochs=8)
+    trainer.fit(inline, datamodule=RegressionData())
+    inline_val = float(trainer.callback_metrics["val/loss"])
+    print(f"8 epochs: val/loss {inline_val:.4f} (the noise floor is 0.25)")
+    print("What the Trainer took off our hands:")
+    for item in WHAT_LIGHTNING_DOES:
+        print(f"  - {item}")
+
+    print("\n== The project's module and data module ==")
+    datamodule = small_datamodule(n_samples=4000, n_features=5, seed=0)
+    test_mse, steps, one_step_s = fit_project_module(datamodule, steps_per_execution=1)
+    reference = reference_mse(datamodule.batches("train"), datamodule.batches("test"))
+    print(
+        f"LinearRegressionModule: test/mse {test_mse:.4f}; the least-squares fit: {reference:.4f}"
+    )
+
+    print("\n== What Lightning's service costs per step ==")
+    grouped_mse, grouped_steps, grouped_s = fit_project_module(datamodule, steps_per_execution=11)
+    print(
+        f"the Trainer's hooks and bookkeeping run once per Lightning step. For a model this small "
+        f"they cost more than the step: {steps} steps took {one_step_s:.2f} s."
+    )
+    print(
+        f"The project's module (not Lightning: model.steps_per_execution in this project, after "
+        f"Keras's option of that name) runs 11 optimizer steps per Lightning step: {grouped_steps} "
+        f"Lightning steps took {grouped_s:.2f} s, the same training (test/mse {test_mse:.6f} and "
+        f"{grouped_mse:.6f})"
+    )
+
+    # What tests/test_tutorial.py checks.
+    return {
+        "inline_val_loss": inline_val, "test_mse": test_mse, "reference_mse": reference,
+        "steps": steps, "grouped_test_mse": grouped_mse, "grouped_steps": grouped_steps,
+        "seconds": (one_step_s, grouped_s),
+    }  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
