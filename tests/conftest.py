@@ -39,6 +39,12 @@ def needs_gpus(count: int = 1) -> Callable[[Callable], Callable]:
     return mark
 
 
+def options(group: str) -> list[str]:
+    """The options of a config group, as `conf/` holds them: a new YAML is a new option, and the
+    tests that go over every option pick it up with no edit."""
+    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+
+
 def tree_digest(root: Path) -> dict[str, str]:
     """Every file under `root` with its content hash: compare before and after to prove that a
     refused command changed nothing."""

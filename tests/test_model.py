@@ -5,14 +5,14 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, options
 from hydra.utils import instantiate
 
 from linreg.model import LinearRegressionModule, RunningLoss
 from linreg.regressor import LinearRegressor
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-SCHEDULERS = ("none", "cosine", "step", "plateau")
+OPTIMIZERS = options("optimizer")
+SCHEDULERS = options("scheduler")
 
 
 def test_standardisation_uses_the_statistics_it_was_fitted_on() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import onnxruntime
 import pytest
 import torch
-from conftest import FAST, compose_config, needs_gpus
+from conftest import FAST, compose_config, needs_gpus, options
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
@@ -224,7 +224,7 @@ def test_bf16_mixed_on_a_gpu_logs_the_float32_training_loss(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop"])
+@pytest.mark.parametrize("optimizer", options("optimizer"))
 def test_every_optimizer_default_reaches_the_reference_on_default_data(
     tmp_path: Path, optimizer: str
 ) -> None:
