@@ -137,3 +137,14 @@ def test_split_sizes_cover_every_row(n_samples: int) -> None:
     sizes = split_sizes(n_samples, (0.7, 0.15, 0.15))
     assert sum(sizes) == n_samples
     assert sizes[0] == int(n_samples * 0.7)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "steps"), [([], 16), (["model.steps_per_execution=4"], 4), (["debug=overfit"], 1)]
+)
+def test_the_data_groups_batches_as_the_model_steps_through_the_config(
+    overrides: list[str], steps: int
+) -> None:
+    # The data module learns the model's steps per execution from the config, never from the model.
+    cfg = compose_config(overrides)
+    assert cfg.model.steps_per_execution == cfg.data.steps_per_execution == steps

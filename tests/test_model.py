@@ -108,8 +108,9 @@ def fit(
     steps_per_execution: int, scheduler: list[str]
 ) -> tuple[pl.Trainer, LinearRegressionModule, list]:
     cfg = compose_config(
-        ["data.n_samples=3000", "data.batch_size=64", "optimizer=adam", *scheduler]
-    )
+        ["data.n_samples=3000", "data.batch_size=64", "optimizer=adam", *scheduler,
+         f"model.steps_per_execution={steps_per_execution}"]
+    )  # fmt: skip
     torch.manual_seed(0)  # the same initial weights
     datamodule = instantiate(cfg.data)
     module = LinearRegressionModule(

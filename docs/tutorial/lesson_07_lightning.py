@@ -84,21 +84,23 @@ def plain_trainer(max_epochs: int) -> pl.Trainer:
     )  # fmt: skip
 
 
-def small_datamodule(n_samples: int, n_features: int, seed: int) -> SyntheticRegressionDataModule:
-    """The project's data module: the same kind of rows, served as whole-batch slices."""
+def small_datamodule(
+    n_samples: int, n_features: int, seed: int, steps_per_execution: int = 1
+) -> SyntheticRegressionDataModule:
+    """The project's data module: the same kind of rows, served as whole-batch slices (in groups
+    of `steps_per_execution`, the module's value)."""
     datamodule = SyntheticRegressionDataModule(
         n_samples=n_samples, n_features=n_features, n_targets=1, noise_std=0.5,
         feature_scale=5.0, feature_offset=3.0, train_fraction=0.7, val_fraction=0.15,
-        test_fraction=0.15, batch_size=64, seed=seed,
+        test_fraction=0.15, batch_size=64, seed=seed, steps_per_execution=steps_per_execution,
     )  # fmt: skip
     datamodule.setup()
     return datamodule
 
 
-def fit_project_module(
-    datamodule: SyntheticRegressionDataModule, steps_per_execution: int
-) -> tuple[float, int, float]:
+def fit_project_module(steps_per_execution: int) -> tuple[float, int, float]:
     """(test MSE, Lightning steps, fit seconds) of 8 epochs of SGD with momentum."""
+    datamodule = small_datamodule(4000, 5, seed=0, steps_per_execution=steps_per_execution)
     pl.seed_everything(0, verbose=False)  # the same initial weights every time
     module = LinearRegressionModule(
         n_features=5,
@@ -129,14 +131,14 @@ def main() -> dict[str, Any]:
 
     print("\n== The project's module and data module ==")
     datamodule = small_datamodule(n_samples=4000, n_features=5, seed=0)
-    test_mse, steps, one_step_s = fit_project_module(datamodule, steps_per_execution=1)
+    test_mse, steps, one_step_s = fit_project_module(steps_per_execution=1)
     reference = reference_mse(datamodule.batches("train"), datamodule.batches("test"))
     print(
         f"LinearRegressionModule: test/mse {test_mse:.4f}; the least-squares fit: {reference:.4f}"
     )
 
     print("\n== What Lightning's service costs per step ==")
-    grouped_mse, grouped_steps, grouped_s = fit_project_module(datamodule, steps_per_execution=11)
+    grouped_mse, grouped_steps, grouped_s = fit_project_module(steps_per_execution=11)
     print(
         f"the Trainer's hooks and bookkeeping run once per Lightning step. For a model this small "
         f"they cost more than the step: {steps} steps took {one_step_s:.2f} s."

@@ -226,7 +226,7 @@ def run(rows: int, features: int, batch_sizes: list[int], repeats: int, device: 
             "Lightning, TensorDataset + DataLoader(shuffle)": lightning_naive(x, y, batch_size),
             "Lightning bare: project loader, no callbacks/logger": lightning_bare(x, y, batch_size),
             "project, model.steps_per_execution=1 (one step per Lightning step)": project(
-                automatic, datamodule
+                automatic, instantiate(automatic.data)
             ),
             f"project (train.py defaults: {cfg.model.steps_per_execution} steps per execution)": (
                 project(cfg, datamodule)

@@ -34,6 +34,7 @@ class DataConfig:
     shuffle: bool = True
     streaming: bool = False
     seed: int = MISSING
+    steps_per_execution: int = 1
 
 
 @dataclass

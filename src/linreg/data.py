@@ -270,9 +270,11 @@ class SyntheticRegressionDataModule(pl.LightningDataModule):
         seed: int,
         shuffle: bool = True,
         streaming: bool = False,
+        steps_per_execution: int = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.steps_per_execution = steps_per_execution
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.streaming = streaming
@@ -357,10 +359,10 @@ class SyntheticRegressionDataModule(pl.LightningDataModule):
         return WholeBatchLoader(features, targets, self.batch_size, sampler, rank, world_size)
 
     def train_dataloader(self) -> WholeBatchLoader | StreamingLoader | Executions:
+        """Batches, or executions of `steps_per_execution` batches: the config gives the data the
+        model's value (`${model.steps_per_execution}`), so the two always agree."""
         loader = self._loader("train", shuffle=self.shuffle)
-        # The module decides how many optimizer steps it takes per Lightning step.
-        module = self.trainer.lightning_module if self.trainer else None
-        steps = getattr(module, "steps_per_execution", 1)
+        steps = self.steps_per_execution
         return Executions(loader, steps) if steps > 1 else loader
 
     def val_dataloader(self) -> WholeBatchLoader | StreamingLoader:
