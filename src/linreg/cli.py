@@ -31,7 +31,7 @@ def user_error(err: BaseException) -> LinregError | None:
     if isinstance(err, LinregError):
         return err
     if isinstance(err, OSError) and err.filename and err.errno in DISK_ERRNOS:
-        return write_error(err, err.filename)
+        return write_error(err, err.filename, doing="")  # read or written: the library knows
     if isinstance(err, OmegaConfBaseException | HydraException):
         return LinregError(_config_message(err))
     return None

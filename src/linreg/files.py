@@ -18,10 +18,13 @@ from linreg.errors import DiskWriteError
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def write_error(err: OSError, path: Path | str) -> DiskWriteError:
-    """A failed write as one line naming the file: `no space left on device writing <file>`."""
+def write_error(err: OSError, path: Path | str, doing: str = "writing") -> DiskWriteError:
+    """A failed file operation as one line naming the file: `no space left on device writing
+    <file>`. `doing` is left out where it is not known whether the file was read or written."""
     reason = err.strerror or (os.strerror(err.errno) if err.errno else type(err).__name__)
-    return DiskWriteError(f"{reason.lower()} writing {path}")
+    return DiskWriteError(
+        f"{reason.lower()} {doing} {path}" if doing else f"{reason.lower()}: {path}"
+    )
 
 
 @contextlib.contextmanager
