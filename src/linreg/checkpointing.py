@@ -75,4 +75,5 @@ class LastEpochCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            trainer.save_checkpoint(self.path)  # every process takes part; rank 0 writes
+            # Every process takes part, rank 0 writes; the whole state, optimizer included.
+            trainer.save_checkpoint(self.path, weights_only=False)
