@@ -100,6 +100,7 @@ def test_wrong_type_is_rejected_at_composition_naming_key(override: str, key: st
         (["trainer.accelerator=tpuu"], "trainer.accelerator='tpuu' is invalid: choose one of"),
         (["trainer.precision=8"], "trainer.precision='8' is invalid"),
         (["trainer.max_epochs=0"], "trainer.max_epochs=0 is invalid"),
+        (["objective=val/r2"], "objective='val/r2' is invalid: choose one of val/loss, val/mse"),
         (["model.steps_per_execution=0"], "model.steps_per_execution=0 is invalid: must be >= 1"),
         (
             ["trainer.gradient_clip_val=0.5"],

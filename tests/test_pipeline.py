@@ -255,3 +255,16 @@ def test_streamed_data_trains_to_the_least_squares_reference(tmp_path: Path) -> 
     assert metrics["test/mse"] <= 1.02 * metrics["reference/test_mse"]
     assert metrics["params/weight_error"] < 0.01
     assert summary["metrics"]["export/onnx_max_abs_diff"] <= 1e-5
+
+
+def test_the_objective_key_chooses_what_best_means_everywhere(tmp_path: Path) -> None:
+    objective, summary = run(tmp_path, "objective=val/mae", "scheduler=plateau")
+    assert summary["objective"] == {"name": "val/mae", "value": summary["metrics"]["val/mae"]}
+    assert objective == summary["metrics"]["val/mae"]
+    checkpoint = torch.load(
+        tmp_path / summary["paths"]["best_checkpoint"], map_location="cpu", weights_only=True
+    )
+    (watched,) = [s for name, s in checkpoint["callbacks"].items() if "RunCheckpoint" in name]
+    assert watched["monitor"] == "val/mae"
+    assert float(watched["best_model_score"]) == pytest.approx(summary["metrics"]["val/mae"])
+    assert "monitor" not in checkpoint["hyper_parameters"]  # it steers training, not the model

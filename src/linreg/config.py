@@ -41,6 +41,7 @@ class DataConfig:
 class ModelConfig:
     _target_: str = "linreg.model.LinearRegressionModule"
     steps_per_execution: int = 1
+    monitor: str = "val/loss"
 
 
 @dataclass
@@ -155,6 +156,7 @@ class TrainConfig:
     paths: PathsConfig = MISSING
     export: ExportConfig = field(default_factory=ExportConfig)
     seed: int = 42
+    objective: str = "val/loss"
     ckpt_path: str | None = None
     task_name: str = "train"
 
@@ -208,6 +210,7 @@ OmegaConf.register_new_resolver("linreg.run_dir", resumed_run_dir, replace=True)
 OmegaConf.register_new_resolver("linreg.config_subdir", saved_config_subdir, replace=True)
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+OBJECTIVES = ("val/loss", "val/mse", "val/mae")
 PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 
 
@@ -229,6 +232,12 @@ def validate(cfg: DictConfig) -> None:
     _validate_optimizer(cfg.optimizer)
     _validate_trainer(cfg.trainer)
     _validate_steps_per_execution(cfg.model.steps_per_execution, cfg.trainer)
+    _require(
+        cfg.objective in OBJECTIVES,
+        "objective",
+        cfg.objective,
+        f"choose one of {', '.join(OBJECTIVES)} (validation metrics where lower is better)",
+    )
     # numpy's generators, which Lightning seeds too, take 0 <= seed < 2**32.
     _require(0 <= cfg.seed < 2**32, "seed", cfg.seed, f"must be between 0 and {2**32 - 1}")
     export = cfg.export

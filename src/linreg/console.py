@@ -50,7 +50,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows = [
-        ("val/loss (best)", metrics["val/loss"]),
+        (f"{summary['objective']['name']} (best)", summary["objective"]["value"]),
         ("test/mse", metrics["test/mse"]),
         ("reference/test_mse (least squares)", metrics["reference/test_mse"]),
         ("gap to reference", f"{100 * summary['test_mse_gap_to_reference']:+.2f}%"),

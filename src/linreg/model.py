@@ -22,7 +22,6 @@ from torchmetrics.regression import (
 from linreg.data import Batch, to_device
 from linreg.regressor import LinearRegressor
 
-MONITOR = "val/loss"  # what ReduceLROnPlateau watches
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
 
@@ -105,9 +104,12 @@ class LinearRegressionModule(pl.LightningModule):
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         steps_per_execution: int = 1,
+        monitor: str = "val/loss",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        # `monitor` only steers training: a saved model is the same model whatever it was.
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "monitor"], logger=False)
+        self.monitor = monitor  # what ReduceLROnPlateau watches
         self.regressor = LinearRegressor(n_features, n_targets)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -218,8 +220,8 @@ class LinearRegressionModule(pl.LightningModule):
             return
         if not after_validation:
             scheduler.step()
-        elif MONITOR in self.trainer.callback_metrics:
-            scheduler.step(self.trainer.callback_metrics[MONITOR])
+        elif self.monitor in self.trainer.callback_metrics:
+            scheduler.step(self.trainer.callback_metrics[self.monitor])
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         features, targets = batch
@@ -265,5 +267,5 @@ class LinearRegressionModule(pl.LightningModule):
         # `monitor` is only read by ReduceLROnPlateau; the others ignore it.
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": MONITOR},
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": self.monitor},
         }

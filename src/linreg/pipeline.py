@@ -37,7 +37,6 @@ from linreg.runs import (
 from linreg.summary import StageClock, flatten_hparams
 
 log = logging.getLogger(__name__)
-OBJECTIVE = "val/loss"
 STANDARDIZATION_ROWS = 1_000_000
 
 
@@ -77,7 +76,7 @@ def train(
     clock.lap("fit")
     if trainer.fast_dev_run:
         # A smoke test of every stage: Lightning saved no checkpoint, so there is nothing to export.
-        objective = float(trainer.callback_metrics[OBJECTIVE])
+        objective = float(trainer.callback_metrics[cfg.objective])
         trainer.test(module, datamodule=datamodule, verbose=False)
         log.info(
             "fast_dev_run: one training step (%d batches), one batch of val and test ran; "
@@ -126,7 +125,7 @@ def train(
     log_hparams(trainer.loggers, cfg, metrics)
     summary = {
         "status": "completed",
-        "objective": {"name": OBJECTIVE, "value": metrics[OBJECTIVE]},
+        "objective": {"name": cfg.objective, "value": metrics[cfg.objective]},
         "metrics": dict(sorted(metrics.items())),
         "test_mse_gap_to_reference": metrics["test/mse"] / metrics["reference/test_mse"] - 1,
         "epochs": trainer.current_epoch,
@@ -145,7 +144,7 @@ def train(
     }
     write_json_atomic(output_dir / "metrics.json", summary)
     show_summary(summary, output_dir)
-    return metrics[OBJECTIVE]
+    return metrics[cfg.objective]
 
 
 def interrupted(

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from linreg.errors import LinregError, RunFolderError
 from linreg.summary import read_summary
 
-COLUMNS = ("job", "overrides", "status", "val/loss", "test/mse", "reference/test_mse",
+COLUMNS = ("job", "overrides", "status", "objective", "val/loss", "test/mse", "reference/test_mse",
            "gap_to_reference_%", "params/weight_error", "wall_time_s", "reason")  # fmt: skip
 
 
@@ -44,6 +44,7 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
         if summary is not None:
             metrics = summary.get("metrics") or {}
             row["status"] = summary.get("status", "unreadable")
+            row["objective"] = (summary.get("objective") or {}).get("value")
             row["reason"] = summary.get("reason", "")
             row["wall_time_s"] = summary.get("wall_time_s")
             for name in ("val/loss", "test/mse", "reference/test_mse", "params/weight_error"):
@@ -57,7 +58,7 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
 
 
 def _rank(row: dict[str, Any]) -> tuple[int, float]:
-    value = row.get("val/loss")
+    value = row.get("objective")
     finished = row["status"] == "completed" and value is not None and math.isfinite(value)
     return (0, value) if finished else (1, math.inf)
 
@@ -112,11 +113,11 @@ def plot(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
         except RunFolderError:
             continue  # its row in the table still stands
         name = str(config.optimizer._target_).rsplit(".", 1)[-1]
-        lines.setdefault(name, []).append((float(config.optimizer.lr), row["val/loss"]))
+        lines.setdefault(name, []).append((float(config.optimizer.lr), row["objective"]))
     for name, points in sorted(lines.items()):
         points.sort()
         by_lr.plot(*zip(*points, strict=True), marker="o", label=name)
-    by_lr.set(xscale="log", yscale="log", xlabel="optimizer.lr", ylabel="best val/loss",
+    by_lr.set(xscale="log", yscale="log", xlabel="optimizer.lr", ylabel="objective (best)",
               title="final validation loss by learning rate")  # fmt: skip
     if lines:
         by_lr.legend()

@@ -39,6 +39,7 @@ def resumed_config(
     checkpoint = load_checkpoint(checkpoint_path)  # refuses pickled code before Lightning opens it
     run_dir = run_dir_of(checkpoint_path)
     saved = load_run_config(run_dir)
+    saved.setdefault("objective", "val/loss")  # runs saved before the key existed watched val/loss
     changed = _changed(cfg, choices, overrides, saved, load_run_choices(run_dir))
     if changed:
         raise ConfigError(
