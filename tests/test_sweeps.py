@@ -64,7 +64,7 @@ def test_grid_runs_every_combination_in_its_own_folder_and_reports_them(tmp_path
     )
     assert again.returncode == 0, again.stderr
     assert report_rows(tmp_path) == rows
-    assert again.stdout.startswith("| job | overrides | status | val/loss |")
+    assert again.stdout.startswith("| job | overrides | status | objective | val/loss |")
 
 
 def test_ready_made_experiment_runs_its_grid(tmp_path: Path) -> None:
