@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from linreg.errors import LinregError, RunInterruptedError, first_line
+from linreg.errors import ConfigError, LinregError, RunInterruptedError, first_line
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -85,8 +85,7 @@ def run_job(run: Callable[[], float], output_dir: Path, in_sweep: bool) -> float
         error = user_error(err)
         log.error("job failed: %s", _reason(err, error))
         if error is None:  # the traceback goes to the job's log file, not the console
-            _log_to_file_only(log.makeRecord(log.name, logging.ERROR, "", 0, "traceback", (),
-                                             sys.exc_info()))  # fmt: skip
+            _log_to_file_only("traceback of the failure")
         return math.inf
 
 
@@ -94,7 +93,6 @@ def record_failure(run: Callable[[], float], output_dir: Path, in_sweep: bool) -
     """Runs `run`; on failure its folder's metrics.json says so, with the reason, so eval.py,
     predict.py and the sweep report never take a failed run for a finished one. A single run
     refused for its config leaves no folder that looks like a run."""
-    from linreg.errors import ConfigError
     from linreg.files import write_json_atomic
 
     try:
@@ -129,7 +127,9 @@ def _reason(err: BaseException, error: LinregError | None) -> str:
     return str(error) if error else f"{type(err).__name__}: {first_line(err)}"
 
 
-def _log_to_file_only(record: logging.LogRecord) -> None:
+def _log_to_file_only(message: str) -> None:
+    """Logs `message` with the exception being handled to the log files alone."""
+    record = log.makeRecord(log.name, logging.ERROR, "", 0, message, (), sys.exc_info())
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)
