@@ -12,7 +12,7 @@ from linreg.cli import exit_on_user_error, run_app, tidy_lightning_output
 def main(cfg: DictConfig) -> None:
     from pathlib import Path
 
-    from linreg.evaluate import evaluate
+    from linreg.run.evaluate import evaluate
 
     tidy_lightning_output()
     output_dir = Path(HydraConfig.get().runtime.output_dir)

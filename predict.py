@@ -5,7 +5,7 @@ Deliberately not a Hydra app: the ONNX path imports only numpy and onnxruntime, 
 
 import sys
 
-from linreg.predict import main
+from linreg.serve.predict import main
 
 if __name__ == "__main__":
     main(sys.argv[1:])

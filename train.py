@@ -13,7 +13,7 @@ from linreg.cli import run_app, run_job, share_cores, tidy_lightning_output
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from linreg.pipeline import train  # imported here so `--help` and `--cfg` skip Lightning
+    from linreg.run.pipeline import train  # imported here so `--help` and `--cfg` skip Lightning
 
     tidy_lightning_output()
     hydra_cfg = HydraConfig.get()

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from linreg.callbacks import DivergenceGuard
+from linreg.diagnostics.callbacks import DivergenceGuard
 from linreg.errors import DivergenceError
 
 

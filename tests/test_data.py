@@ -6,14 +6,14 @@ import pytest
 import torch
 from conftest import needs_gpus
 
-from linreg.data import (
+from linreg.data.synthetic import (
     EpochShuffler,
     Executions,
     StreamingLoader,
     SyntheticRegressionDataModule,
     WholeBatchLoader,
 )
-from linreg.reference import least_squares
+from linreg.diagnostics.reference import least_squares
 
 SETTINGS = dict(
     n_samples=1000,
@@ -205,7 +205,7 @@ def test_streamed_epochs_visit_every_batch_once_in_a_seeded_order() -> None:
 
 
 def test_streamed_ddp_shards_are_disjoint_and_equal_in_length() -> None:
-    from linreg.data import StreamingLoader
+    from linreg.data.synthetic import StreamingLoader
 
     stream = streamed().streams["train"]
     shards = [
@@ -221,7 +221,8 @@ def test_shuffles_and_streamed_batches_are_the_same_in_another_process() -> None
     import sys
 
     code = (
-        "import torch; from linreg.data import EpochShuffler, SyntheticRegressionDataModule\n"
+        "import torch\n"
+        "from linreg.data.synthetic import EpochShuffler, SyntheticRegressionDataModule\n"
         "s = EpochShuffler(10, 7); s.set_epoch(3)\n"
         "print(s.permutation(torch.device('cpu')).tolist())\n"
         "dm = SyntheticRegressionDataModule(n_samples=1000, n_features=5, n_targets=2,"

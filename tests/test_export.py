@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from linreg.errors import ExportError
-from linreg.export import export_onnx, verify_onnx
-from linreg.regressor import LinearRegressor
+from linreg.models.linear import LinearRegressor
+from linreg.serve.export import export_onnx, verify_onnx
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from test_cli import assert_one_line_error
 
 from linreg.errors import DiskWriteError, LinregError
 from linreg.files import write_json_atomic
-from linreg.predict import PredictArgs, read_chunks
+from linreg.serve.predict import PredictArgs, read_chunks
 
 PLUGINS = Path(__file__).parent / "plugins"
 N_FEATURES = 8
@@ -480,7 +480,9 @@ def test_a_report_over_a_damaged_job_record_marks_it_unreadable(tmp_path: Path) 
     (tmp_path / "report.md").write_text("stale")
     report = decoded(
         subprocess.run(
-            [sys.executable, "-m", "linreg.report", str(tmp_path)], cwd=ROOT, capture_output=True
+            [sys.executable, "-m", "linreg.sweep.report", str(tmp_path)],
+            cwd=ROOT,
+            capture_output=True,
         )
     )
     assert report.returncode == 0, report.stderr

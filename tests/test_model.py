@@ -8,8 +8,8 @@ import torch
 from conftest import compose_config, options
 from hydra.utils import instantiate
 
-from linreg.model import LinearRegressionModule, RunningLoss
-from linreg.regressor import LinearRegressor
+from linreg.models.linear import LinearRegressor
+from linreg.models.module import LinearRegressionModule, RunningLoss
 
 OPTIMIZERS = options("optimizer")
 SCHEDULERS = options("scheduler")

@@ -13,9 +13,9 @@ from conftest import FAST, compose_config, needs_gpus, options
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from linreg.data import SyntheticRegressionDataModule
-from linreg.model import LinearRegressionModule
-from linreg.pipeline import train
+from linreg.data.synthetic import SyntheticRegressionDataModule
+from linreg.models.module import LinearRegressionModule
+from linreg.run.pipeline import train
 
 
 def run(output_dir: Path, *overrides: str) -> tuple[float, dict[str, Any]]:

@@ -12,9 +12,9 @@ import pytest
 import torch
 from conftest import ROOT, run_cli
 
-from linreg.export import export_onnx
-from linreg.regressor import LinearRegressor, regressor_from_checkpoint
+from linreg.models.linear import LinearRegressor, regressor_from_checkpoint
 from linreg.runs import load_checkpoint
+from linreg.serve.export import export_onnx
 
 N_FEATURES = 8
 

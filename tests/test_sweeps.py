@@ -15,7 +15,7 @@ import torch
 from conftest import ROOT, run_cli
 from omegaconf import OmegaConf
 
-from linreg.sweep import launches_processes
+from linreg.sweep.callbacks import launches_processes
 
 TINY = (
     "data.n_samples=2000",
@@ -60,7 +60,7 @@ def test_grid_runs_every_combination_in_its_own_folder_and_reports_them(tmp_path
     # On demand, the same table again.
     (tmp_path / "report.csv").unlink()
     again = subprocess.run(
-        [sys.executable, "-m", "linreg.report", str(tmp_path)], capture_output=True, text=True
+        [sys.executable, "-m", "linreg.sweep.report", str(tmp_path)], capture_output=True, text=True
     )
     assert again.returncode == 0, again.stderr
     assert report_rows(tmp_path) == rows

@@ -21,9 +21,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from linreg.cli import tidy_lightning_output
-from linreg.data import SyntheticRegressionDataModule
-from linreg.model import LinearRegressionModule
-from linreg.reference import reference_mse
+from linreg.data.synthetic import SyntheticRegressionDataModule
+from linreg.diagnostics.reference import reference_mse
+from linreg.models.module import LinearRegressionModule
 
 
 class RegressionModule(pl.LightningModule):

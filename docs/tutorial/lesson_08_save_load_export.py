@@ -19,9 +19,9 @@ import onnxruntime
 import torch
 from lesson_07_lightning import plain_trainer, small_datamodule  # the same set-up as lesson 7
 
-from linreg.export import quiet_exporter
-from linreg.model import LinearRegressionModule
-from linreg.regressor import LinearRegressor
+from linreg.models.linear import LinearRegressor
+from linreg.models.module import LinearRegressionModule
+from linreg.serve.export import quiet_exporter
 
 
 def main(workdir: Path | None = None) -> dict[str, Any]:
@@ -74,8 +74,8 @@ def run(workdir: Path) -> dict[str, Any]:
     print("\n== 3. Export to ONNX and serve with onnxruntime ==")
     onnx_path = workdir / "model.onnx"
     regressor = module.regressor.cpu().eval()
-    # What linreg.export.export_onnx does: trace the model with torch.export, a batch axis of any
-    # size, and write one self-contained file.
+    # What linreg.serve.export.export_onnx does: trace the model with torch.export, a batch axis
+    # of any size, and write one self-contained file.
     with quiet_exporter():  # mutes the exporter's progress notes
         torch.onnx.export(
             regressor,

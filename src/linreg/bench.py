@@ -111,7 +111,7 @@ def _lightning_epoch(x: Tensor, y: Tensor, loader: Iterable) -> Epoch:
     progress or validation)."""
     import lightning.pytorch as pl
 
-    from linreg.model import LinearRegressionModule
+    from linreg.models.module import LinearRegressionModule
 
     timer = _EpochTimer()
 
@@ -139,7 +139,7 @@ def lightning_naive(x: Tensor, y: Tensor, batch_size: int) -> Epoch:
 
 def lightning_bare(x: Tensor, y: Tensor, batch_size: int) -> Epoch:
     """The project's whole-batch loader in a bare Trainer: what remains is Lightning's own loop."""
-    from linreg.data import EpochShuffler, WholeBatchLoader
+    from linreg.data.synthetic import EpochShuffler, WholeBatchLoader
 
     return _lightning_epoch(x, y, WholeBatchLoader(x, y, batch_size, EpochShuffler(len(x), 0)))
 
@@ -172,7 +172,7 @@ def project_config(
 
 def project(cfg, datamodule) -> Epoch:
     """`python train.py`'s own stack: its data module, callbacks, TensorBoard logger, progress."""
-    from linreg.pipeline import build_module, build_trainer
+    from linreg.run.pipeline import build_module, build_trainer
 
     timer = _EpochTimer()
 
@@ -186,7 +186,7 @@ def project(cfg, datamodule) -> Epoch:
 
 def closed_form(x: Tensor, y: Tensor) -> tuple[float, float]:
     """(seconds, training MSE) of the least-squares solve in float64: the time-to-solution limit."""
-    from linreg.reference import least_squares
+    from linreg.diagnostics.reference import least_squares
 
     _sync(x.device)
     start = time.perf_counter()

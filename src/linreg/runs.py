@@ -6,6 +6,7 @@ A run folder (see the README) holds `.hydra/config.yaml`, `checkpoints/{epochNNN
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +16,6 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from linreg.errors import RunFolderError, first_line
-from linreg.summary import read_summary, require_usable
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
@@ -108,3 +108,29 @@ def load_run_choices(run_dir: Path) -> dict[str, Any]:
     if not saved.is_file():
         return {}
     return dict(OmegaConf.select(_load_yaml(saved), "hydra.runtime.choices", default={}))
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The run's metrics.json, None if it has none; one line if it is damaged."""
+    summary = run_dir / "metrics.json"
+    if not summary.is_file():
+        return None
+    try:
+        record = json.loads(summary.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        reason = first_line(err)
+        raise RunFolderError(f"{summary} is damaged: not readable JSON ({reason})") from err
+    if not isinstance(record, dict):
+        raise RunFolderError(f"{summary} is damaged: not a run record")
+    return record
+
+
+def require_usable(run_dir: Path, key: str) -> None:
+    """Refuses a run folder whose record says the run failed: its checkpoints (if any) are from
+    before the failure, and serving them should be a deliberate choice of one file."""
+    record = read_summary(run_dir) or {}
+    if record.get("status", "completed") != "completed":
+        raise RunFolderError(
+            f"{key}={run_dir}: that run {record['status']} ({record.get('reason', 'no reason')}); "
+            "pass one of its checkpoint files to use it anyway"
+        )

@@ -11,9 +11,9 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
-from linreg.data import GroundTruth
+from linreg.data.synthetic import GroundTruth
 from linreg.errors import DivergenceError
-from linreg.regressor import LinearRegressor
+from linreg.models.linear import LinearRegressor
 
 FIGURE_ROWS = 20_000  # enough for every picture; all of a default split
 SQUARABLE = math.sqrt(torch.finfo(torch.float32).max)  # larger values overflow the squared error

@@ -32,7 +32,7 @@ class RunFolderGuard(Callback):
 
 def check_run_folder(config: DictConfig) -> None:
     if config.get("ckpt_path"):
-        from linreg.resume import hold_run_lock, resumed_config  # imports torch: resumes only
+        from linreg.run.resume import hold_run_lock, resumed_config  # imports torch: resumes only
 
         resumed = resumed_config(
             config,

@@ -1,16 +1,12 @@
-"""The run's record: `metrics.json` in the run folder, and the hyper-parameters for loggers."""
+"""The run's record: the hyper-parameters for loggers, and where the run's time went."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-
-from linreg.errors import RunFolderError, first_line
 
 # Config sections that define a run's result; paths, loggers and callbacks only say where it went.
 HPARAM_SECTIONS = ("data", "model", "optimizer", "scheduler", "trainer", "seed")
@@ -33,32 +29,6 @@ def flatten_hparams(cfg: DictConfig) -> dict[str, Any]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     visit("", {key: resolved[key] for key in HPARAM_SECTIONS})
     return flat
-
-
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    """The run's metrics.json, None if it has none; one line if it is damaged."""
-    summary = run_dir / "metrics.json"
-    if not summary.is_file():
-        return None
-    try:
-        record = json.loads(summary.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        reason = first_line(err)
-        raise RunFolderError(f"{summary} is damaged: not readable JSON ({reason})") from err
-    if not isinstance(record, dict):
-        raise RunFolderError(f"{summary} is damaged: not a run record")
-    return record
-
-
-def require_usable(run_dir: Path, key: str) -> None:
-    """Refuses a run folder whose record says the run failed: its checkpoints (if any) are from
-    before the failure, and serving them should be a deliberate choice of one file."""
-    record = read_summary(run_dir) or {}
-    if record.get("status", "completed") != "completed":
-        raise RunFolderError(
-            f"{key}={run_dir}: that run {record['status']} ({record.get('reason', 'no reason')}); "
-            "pass one of its checkpoint files to use it anyway"
-        )
 
 
 class StageClock:

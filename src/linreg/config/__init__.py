@@ -20,7 +20,7 @@ from linreg.errors import ConfigError
 
 @dataclass
 class DataConfig:
-    _target_: str = "linreg.data.SyntheticRegressionDataModule"
+    _target_: str = "linreg.data.synthetic.SyntheticRegressionDataModule"
     n_samples: int = MISSING
     n_features: int = MISSING
     n_targets: int = MISSING
@@ -39,7 +39,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    _target_: str = "linreg.model.LinearRegressionModule"
+    _target_: str = "linreg.models.module.LinearRegressionModule"
     steps_per_execution: int = 1
     monitor: str = "val/loss"
 

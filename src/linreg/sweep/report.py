@@ -1,6 +1,6 @@
 """The report of a sweep: every job's overrides, status and metrics in one sorted table, and a plot.
 
-    python -m linreg.report outputs/train/multiruns/<time>
+    python -m linreg.sweep.report outputs/train/multiruns/<time>
 
 writes report.csv, report.md and report.png into the sweep folder and prints the table. It also
 runs by itself at the end of every multirun (see `SweepCallbacks`).
@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from linreg.errors import LinregError, RunFolderError
-from linreg.summary import read_summary
+from linreg.runs import read_summary
 
 COLUMNS = ("job", "overrides", "status", "objective", "val/loss", "test/mse", "reference/test_mse",
            "gap_to_reference_%", "params/weight_error", "wall_time_s", "reason")  # fmt: skip
@@ -100,7 +100,7 @@ def write_report(sweep_dir: Path) -> list[dict[str, Any]]:
 
 def plot(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Final val/loss against learning rate (a line per optimizer), and the best runs' curves."""
-    from linreg.figures import Figure  # matplotlib, set up for files only
+    from linreg.diagnostics.figures import Figure  # matplotlib, set up for files only
     from linreg.runs import load_run_config
 
     figure = Figure(figsize=(11, 4.5), layout="constrained")
@@ -154,7 +154,7 @@ def main(argv: Sequence[str]) -> None:
     from linreg.cli import exit_on_user_error
 
     if len(argv) != 1:
-        print("usage: python -m linreg.report <sweep folder>", file=sys.stderr)
+        print("usage: python -m linreg.sweep.report <sweep folder>", file=sys.stderr)
         sys.exit(2)
     sweep_dir = Path(argv[0])
     rows = exit_on_user_error(lambda: write_report(sweep_dir))

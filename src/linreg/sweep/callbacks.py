@@ -65,7 +65,7 @@ class SweepCallbacks(Callback):
             sys.exit(1)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from linreg.report import markdown, write_report
+        from linreg.sweep.report import markdown, write_report
 
         sweep_dir = Path(config.hydra.sweep.dir)
         # Hydra turns a callback's exception into a warning and exit status 0: say it, and fail.

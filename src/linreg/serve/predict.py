@@ -27,7 +27,7 @@ import numpy as np
 from linreg.cli import exit_on_user_error
 from linreg.errors import LinregError, first_line
 from linreg.files import atomic_path
-from linreg.summary import require_usable
+from linreg.runs import require_usable
 
 USAGE = (
     "usage: python predict.py model=<run folder|model.onnx|file.ckpt> input=<file.csv|file.npy|-> "
@@ -121,7 +121,7 @@ def _onnx_predictor(path: Path) -> Predictor:
 def _checkpoint_predictor(path: Path) -> Predictor:
     import torch
 
-    from linreg.regressor import regressor_from_checkpoint
+    from linreg.models.linear import regressor_from_checkpoint
     from linreg.runs import load_checkpoint
 
     checkpoint = load_checkpoint(path)

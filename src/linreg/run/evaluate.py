@@ -11,9 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from linreg.errors import ConfigError
 from linreg.files import write_json_atomic
-from linreg.model import LinearRegressionModule
-from linreg.pipeline import require_accelerator
-from linreg.resume import check_checkpoint_fits
+from linreg.models.module import LinearRegressionModule
+from linreg.run.pipeline import require_accelerator
+from linreg.run.resume import check_checkpoint_fits
 from linreg.runs import find_checkpoint, load_checkpoint, load_run_config, run_dir_of
 
 log = logging.getLogger(__name__)

@@ -19,22 +19,22 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from linreg.callbacks import parameter_error
 from linreg.config import validate
 from linreg.console import show_config, show_summary
-from linreg.data import SyntheticRegressionDataModule
+from linreg.data.synthetic import SyntheticRegressionDataModule
+from linreg.diagnostics.callbacks import parameter_error
+from linreg.diagnostics.reference import reference_mse
 from linreg.errors import ConfigError, RunInterruptedError, first_line
-from linreg.export import export_onnx, verify_onnx
 from linreg.files import atomic_path, write_json_atomic
-from linreg.model import LinearRegressionModule, OptimizerFactory, SchedulerFactory
-from linreg.reference import reference_mse
-from linreg.resume import resumed_config
+from linreg.models.module import LinearRegressionModule, OptimizerFactory, SchedulerFactory
+from linreg.run.record import StageClock, flatten_hparams
+from linreg.run.resume import resumed_config
 from linreg.runs import (
     CHECKPOINT_DIR,
     LAST_CHECKPOINT,
     load_checkpoint,
 )
-from linreg.summary import StageClock, flatten_hparams
+from linreg.serve.export import export_onnx, verify_onnx
 
 log = logging.getLogger(__name__)
 STANDARDIZATION_ROWS = 1_000_000

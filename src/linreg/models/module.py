@@ -19,8 +19,8 @@ from torchmetrics.regression import (
     R2Score,
 )
 
-from linreg.data import Batch, to_device
-from linreg.regressor import LinearRegressor
+from linreg.data.synthetic import Batch, to_device
+from linreg.models.linear import LinearRegressor
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
