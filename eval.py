@@ -4,7 +4,6 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-import linreg.config  # noqa: F401  (registers the config schemas)
 from linreg.cli import exit_on_user_error, run_app, tidy_lightning_output
 
 

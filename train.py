@@ -7,7 +7,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-import linreg.config  # noqa: F401  (registers the config schemas)
 from linreg.cli import run_app, run_job, share_cores, tidy_lightning_output
 
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from linreg.diagnostics.callbacks import DivergenceGuard
+from linreg.diagnostics.divergence import DivergenceGuard
 from linreg.errors import DivergenceError
+from linreg.execution import MultiStepExecution
 
 
 def trainer_at(lr: float = 0.5, **metrics: float) -> SimpleNamespace:
@@ -25,7 +26,7 @@ def trainer_at(lr: float = 0.5, **metrics: float) -> SimpleNamespace:
 def module_with(weight: float = 1.0) -> nn.Module:
     module = nn.Linear(2, 1)
     nn.init.constant_(module.weight, weight)
-    module.steps_per_execution = 16
+    module.execution = MultiStepExecution(16)
     return module
 
 

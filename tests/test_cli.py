@@ -85,7 +85,7 @@ def test_unknown_option_lists_the_available_ones_in_one_line(cli: Cli) -> None:
     ("arg", "message"),
     [
         ("optimizer.lr=abc", "optimizer.lr: Value 'abc' of type 'str' could not be converted"),
-        ("data.n_sample=5", "data.n_sample: Key 'n_sample' not in 'DataConfig'"),
+        ("data.n_sample=5", "data.n_sample: Key 'n_sample' not in 'SyntheticDataConfig'"),
         ("seed=1e17", "seed: Value '1e+17' of type 'float' could not be converted to Integer"),
     ],
 )

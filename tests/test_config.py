@@ -8,7 +8,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
-from linreg.config import split_sizes, validate
+from linreg.config import validate
+from linreg.config.validation import split_sizes
 from linreg.errors import ConfigError
 
 GROUPS = (

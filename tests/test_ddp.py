@@ -6,15 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import CONF_DIR, compose_config, needs_gpus, run_cli
+from conftest import CONF_DIR, QUIET, compose_config, needs_gpus, run_cli
 from hydra import compose, initialize_config_dir
 
-SAME_DATA = (
-    "data.n_samples=8000",
-    "trainer.max_epochs=6",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-)
+SAME_DATA = ("data.n_samples=8000", "trainer.max_epochs=6", *QUIET)
 # Two processes of 32 rows: the same 64-row global batch, and so the same optimizer steps, as the
 # single process. On CPU processes and on GPUs alike (the default 256 rows a process leaves too few
 # steps to reach the reference).

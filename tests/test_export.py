@@ -25,7 +25,7 @@ def regressor() -> LinearRegressor:
 def test_onnx_matches_torch_on_unseen_batch_size(
     regressor: LinearRegressor, tmp_path: Path
 ) -> None:
-    path = export_onnx(regressor, 6, tmp_path / "model.onnx", opset=20)
+    path = export_onnx(regressor, tmp_path / "model.onnx", opset=20)
     features = torch.randn(37, 6) * 5 + 3
     max_abs_diff = verify_onnx(path, regressor, features, atol=1e-5, rtol=0)
     assert max_abs_diff <= 1e-5
@@ -38,7 +38,7 @@ def test_onnx_matches_torch_on_unseen_batch_size(
 def test_onnx_file_is_self_contained_with_a_dynamic_batch_axis(
     regressor: LinearRegressor, tmp_path: Path
 ) -> None:
-    path = export_onnx(regressor, 6, tmp_path / "model.onnx", opset=20)
+    path = export_onnx(regressor, tmp_path / "model.onnx", opset=20)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
     graph = onnx.load(str(path)).graph
     (model_input,) = graph.input
@@ -52,11 +52,11 @@ def test_onnx_file_is_self_contained_with_a_dynamic_batch_axis(
 def test_onnx_takes_raw_features_because_standardisation_is_inside(
     regressor: LinearRegressor, tmp_path: Path
 ) -> None:
-    path = export_onnx(regressor, 6, tmp_path / "model.onnx", opset=20)
+    path = export_onnx(regressor, tmp_path / "model.onnx", opset=20)
     raw = torch.full((1, 6), 100.0)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (outputs,) = session.run(None, {"features": raw.numpy()})
-    weight, bias = regressor.raw_parameters()
+    weight, bias = regressor.coefficients()
     torch.testing.assert_close(
         torch.from_numpy(outputs), raw @ weight.T + bias, rtol=1e-5, atol=1e-4
     )
@@ -66,14 +66,14 @@ def test_export_refuses_non_finite_weights(regressor: LinearRegressor, tmp_path:
     with torch.no_grad():
         regressor.linear.weight[0, 0] = float("nan")
     with pytest.raises(ExportError, match="non-finite weights"):
-        export_onnx(regressor, 6, tmp_path / "model.onnx", opset=20)
+        export_onnx(regressor, tmp_path / "model.onnx", opset=20)
     assert not (tmp_path / "model.onnx").exists()
 
 
 def test_verify_fails_loudly_when_onnx_and_torch_disagree(
     regressor: LinearRegressor, tmp_path: Path
 ) -> None:
-    path = export_onnx(regressor, 6, tmp_path / "model.onnx", opset=20)
+    path = export_onnx(regressor, tmp_path / "model.onnx", opset=20)
     with torch.no_grad():
         regressor.linear.bias += 1e-3
     with pytest.raises(

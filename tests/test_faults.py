@@ -342,9 +342,9 @@ def test_a_full_disk_at_export_leaves_no_model_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The ONNX file is smaller than a checkpoint: a full disk is injected where it is written.
-    from linreg import pipeline
+    from linreg.run import pipeline
 
-    def export_half_then_fill_the_disk(model, n_features, path, opset):
+    def export_half_then_fill_the_disk(network, path, opset):
         path.write_bytes(b"\x08\x07")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 

@@ -1,4 +1,4 @@
-"""The model, its standardisation, and every optimizer/scheduler combination from the configs."""
+"""Networks, standardisation, the module, and every optimizer/scheduler of the configs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import torch
 from conftest import compose_config, options
 from hydra.utils import instantiate
 
+from linreg.errors import RunFolderError
 from linreg.models.linear import LinearRegressor
-from linreg.models.module import LinearRegressionModule, RunningLoss
+from linreg.models.metrics import RunningLoss, evaluate
+from linreg.models.mlp import MLP
+from linreg.models.module import RegressionModule
+from linreg.models.network import network_from_checkpoint
 
 OPTIMIZERS = options("optimizer")
 SCHEDULERS = options("scheduler")
@@ -33,62 +37,95 @@ def test_constant_feature_is_left_unscaled_instead_of_dividing_by_zero() -> None
     assert torch.isfinite(regressor(torch.ones(4, 2))).all()
 
 
-def test_raw_parameters_reproduce_the_model_on_raw_features() -> None:
+def test_coefficients_reproduce_the_linear_network_on_raw_features() -> None:
     torch.manual_seed(0)
     regressor = LinearRegressor(4, 2)
     regressor.standardize.fit_(torch.randn(200, 4) * 3 + 2)
-    weight, bias = regressor.raw_parameters()
+    weight, bias = regressor.coefficients()
     features = torch.randn(10, 4) * 3 + 2
     torch.testing.assert_close(regressor(features), features @ weight.T + bias)
 
 
-def test_hyper_parameters_are_plain_values_only() -> None:
-    module = LinearRegressionModule(3, 2, optimizer=torch.optim.SGD)
-    assert dict(module.hparams) == {"n_features": 3, "n_targets": 2, "steps_per_execution": 1}
+def test_hyper_parameters_are_plain_values_that_name_the_network() -> None:
+    module = RegressionModule(MLP(3, 2, hidden_sizes=[5]), optimizer=torch.optim.SGD)
+    assert dict(module.hparams) == {
+        "net": {
+            "target": "linreg.models.mlp.MLP",
+            "options": {"n_features": 3, "n_targets": 2, "hidden_sizes": [5]},
+        },
+        "steps_per_execution": 1,
+    }
+
+
+def checkpoint_of(network: torch.nn.Module) -> dict:
+    module = RegressionModule(network)
+    state = {name: value.clone() for name, value in module.state_dict().items()}
+    return {"hyper_parameters": dict(module.hparams), "state_dict": state}
+
+
+@pytest.mark.parametrize("network", [LinearRegressor(4, 2), MLP(4, 2, hidden_sizes=[8, 3])])
+def test_a_checkpoint_rebuilds_the_network_it_was_saved_from(network: torch.nn.Module) -> None:
+    network.standardize.fit_(torch.randn(50, 4) * 3 + 1)
+    rebuilt = network_from_checkpoint(checkpoint_of(network), "model.ckpt")
+    assert type(rebuilt) is type(network)
+    assert not rebuilt.training
+    features = torch.randn(7, 4)
+    torch.testing.assert_close(rebuilt(features), network(features))
+
+
+def test_only_a_network_of_this_package_is_rebuilt_from_a_checkpoint() -> None:
+    checkpoint = checkpoint_of(LinearRegressor(2, 1))
+    checkpoint["hyper_parameters"]["net"]["target"] = "os.system"
+    with pytest.raises(RunFolderError, match=r"model\.ckpt names an unknown network: os\.system"):
+        network_from_checkpoint(checkpoint, "model.ckpt")
+    checkpoint["hyper_parameters"]["net"]["target"] = "linreg.models.network.Standardize"
+    with pytest.raises(RunFolderError, match="unknown network"):
+        network_from_checkpoint(checkpoint, "model.ckpt")
+
+
+def test_only_linear_networks_have_coefficients() -> None:
+    assert LinearRegressor(3, 1).coefficients() is not None
+    assert MLP(3, 1).coefficients() is None
+    assert MLP(3, 1).kind == "mlp"
+
+
+def test_the_mlp_stacks_a_linear_layer_and_a_relu_per_hidden_width() -> None:
+    layers = [type(layer).__name__ for layer in MLP(3, 2, hidden_sizes=[8, 4]).layers]
+    assert layers == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    assert MLP(3, 2, hidden_sizes=[8, 4])(torch.randn(5, 3)).shape == (5, 2)
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_each_optimizer_and_scheduler_builds_and_steps(optimizer: str, scheduler: str) -> None:
     cfg = compose_config([f"optimizer={optimizer}", f"scheduler={scheduler}"])
-    module = LinearRegressionModule(
-        3,
-        1,
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
-    )
-    configured = module.configure_optimizers()
-    opt = configured["optimizer"] if isinstance(configured, dict) else configured
+    network = LinearRegressor(3, 1)
+    opt = instantiate(cfg.optimizer)(network.parameters())
     assert type(opt).__name__.lower() == optimizer
     assert opt.param_groups[0]["lr"] == cfg.optimizer.lr
 
-    before = module.regressor.linear.weight.detach().clone()
-    features, targets = torch.randn(16, 3), torch.randn(16, 1)
-    loss = torch.nn.functional.mse_loss(module(features), targets)
-    loss.backward()
-    opt.step()
-    assert not torch.equal(before, module.regressor.linear.weight)
+    schedule = instantiate(cfg.scheduler)(opt) if cfg.scheduler else None
 
-    if isinstance(configured, dict):
-        schedule = configured["lr_scheduler"]
-        assert schedule["interval"] == "epoch"
-        if scheduler == "plateau":
-            for _ in range(5):
-                schedule["scheduler"].step(1.0)
-        else:
-            for _ in range(cfg.scheduler.get("step_size", 1)):
-                schedule["scheduler"].step()
-        assert opt.param_groups[0]["lr"] < cfg.optimizer.lr
-    else:
+    before = network.linear.weight.detach().clone()
+    features, targets = torch.randn(16, 3), torch.randn(16, 1)
+    torch.nn.functional.mse_loss(network(features), targets).backward()
+    opt.step()
+    assert not torch.equal(before, network.linear.weight)
+
+    if schedule is None:
         assert scheduler == "none"
+        return
+    for _ in range(5 if scheduler == "plateau" else cfg.scheduler.get("step_size", 1)):
+        schedule.step(1.0) if scheduler == "plateau" else schedule.step()
+    assert opt.param_groups[0]["lr"] < cfg.optimizer.lr
 
 
 def test_evaluate_reports_the_stage_metrics_on_a_whole_split() -> None:
-    module = LinearRegressionModule(2, 1)
+    network = LinearRegressor(2, 1)
     features = torch.randn(100, 2)
-    targets = module(features).detach() + 0.5
-    metrics = module.evaluate(
-        [(features[:60], targets[:60]), (features[60:], targets[60:])], "val/"
+    targets = network(features).detach() + 0.5
+    metrics = evaluate(
+        network, [(features[:60], targets[:60]), (features[60:], targets[60:])], "val/"
     )
     assert metrics["val/mse"] == pytest.approx(0.25)
     assert metrics["val/loss"] == metrics["val/mse"]
@@ -106,20 +143,21 @@ class _LearningRates(pl.Callback):
 
 def fit(
     steps_per_execution: int, scheduler: list[str]
-) -> tuple[pl.Trainer, LinearRegressionModule, list]:
+) -> tuple[pl.Trainer, RegressionModule, list]:
     cfg = compose_config(
         ["data.n_samples=3000", "data.batch_size=64", "optimizer=adam", *scheduler,
          f"model.steps_per_execution={steps_per_execution}"]
     )  # fmt: skip
     torch.manual_seed(0)  # the same initial weights
     datamodule = instantiate(cfg.data)
-    module = LinearRegressionModule(
-        datamodule.hparams.n_features,
+    network = LinearRegressor(datamodule.n_features, datamodule.n_targets)
+    network.fit_standardization(datamodule.split("train")[0])
+    module = RegressionModule(
+        network,
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
         steps_per_execution=steps_per_execution,
     )
-    module.fit_standardization(datamodule.split("train")[0])
     learning_rates = _LearningRates()
     trainer = pl.Trainer(
         max_epochs=5, accelerator="cpu", logger=False, enable_checkpointing=False,

@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from linreg.data.synthetic import SyntheticRegressionDataModule
-from linreg.models.module import LinearRegressionModule
+from linreg.models.module import RegressionModule
 from linreg.run.pipeline import train
 
 
@@ -47,7 +47,7 @@ def test_fit_recovers_the_ground_truth_weights(default_run) -> None:
     assert summary["metrics"]["params/weight_error"] < 0.01
     assert summary["metrics"]["params/bias_error"] < 0.05
 
-    best = LinearRegressionModule.load_from_checkpoint(
+    best = RegressionModule.load_from_checkpoint(
         output_dir / summary["paths"]["best_checkpoint"], map_location="cpu", weights_only=True
     )
     cfg = compose_config([*FAST, "seed=3"])
@@ -55,7 +55,7 @@ def test_fit_recovers_the_ground_truth_weights(default_run) -> None:
         **{k: v for k, v in cfg.data.items() if k != "_target_"}
     )
     datamodule.setup()
-    weight, _ = best.regressor.raw_parameters()
+    weight, _ = best.net.coefficients()
     torch.testing.assert_close(weight, datamodule.ground_truth.weight, atol=0.02, rtol=0)
 
 
@@ -89,18 +89,20 @@ def test_checkpoint_loads_with_weights_only_and_holds_plain_hparams(default_run)
     output_dir, _, summary = default_run
     checkpoint = torch.load(output_dir / summary["paths"]["best_checkpoint"], weights_only=True)
     assert checkpoint["hyper_parameters"] == {
-        "n_features": 8,
-        "n_targets": 1,
+        "net": {
+            "target": "linreg.models.linear.LinearRegressor",
+            "options": {"n_features": 8, "n_targets": 1},
+        },
         "steps_per_execution": 16,
     }
     assert checkpoint["datamodule_hyper_parameters"]["n_samples"] == 8000
-    assert "regressor.standardize.mean" in checkpoint["state_dict"]
+    assert "net.standardize.mean" in checkpoint["state_dict"]
 
 
 def test_exported_onnx_reproduces_the_best_checkpoint(default_run) -> None:
     output_dir, _, summary = default_run
     assert summary["metrics"]["export/onnx_max_abs_diff"] <= 1e-5
-    best = LinearRegressionModule.load_from_checkpoint(
+    best = RegressionModule.load_from_checkpoint(
         output_dir / summary["paths"]["best_checkpoint"], map_location="cpu", weights_only=True
     )
     features = torch.randn(11, 8) * 5 + 3

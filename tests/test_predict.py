@@ -12,7 +12,8 @@ import pytest
 import torch
 from conftest import ROOT, run_cli
 
-from linreg.models.linear import LinearRegressor, regressor_from_checkpoint
+from linreg.models.linear import LinearRegressor
+from linreg.models.network import network_from_checkpoint
 from linreg.runs import load_checkpoint
 from linreg.serve.export import export_onnx
 
@@ -34,7 +35,7 @@ def best_checkpoint(run_dir: Path) -> Path:
 
 def torch_predictions(checkpoint: Path, rows: np.ndarray) -> np.ndarray:
     with torch.no_grad():
-        return regressor_from_checkpoint(load_checkpoint(checkpoint))(
+        return network_from_checkpoint(load_checkpoint(checkpoint), checkpoint)(
             torch.from_numpy(rows)
         ).numpy()
 
@@ -96,7 +97,7 @@ def test_stdin_to_stdout_for_piping(trained_run: Path, features: np.ndarray) -> 
 def test_multi_target_model_writes_one_column_per_target(tmp_path: Path) -> None:
     regressor = LinearRegressor(4, 3)
     regressor.standardize.fit_(torch.randn(100, 4))
-    model = export_onnx(regressor, 4, tmp_path / "model.onnx", opset=20)
+    model = export_onnx(regressor, tmp_path / "model.onnx", opset=20)
     rows = np.random.default_rng(1).standard_normal((10, 4)).astype(np.float32)
     csv = write_csv(tmp_path / "in.csv", rows)
     result = predict(f"model={model}", f"input={csv}")
@@ -225,7 +226,7 @@ def test_unknown_or_missing_arguments_show_usage() -> None:
 def test_long_input_shows_a_progress_bar_on_a_terminal(
     trained_run: Path, tmp_path: Path, features: np.ndarray, monkeypatch, capsys
 ) -> None:
-    from linreg import predict as predict_module
+    from linreg.serve import predict as predict_module
 
     csv = write_csv(tmp_path / "in.csv", features)
     monkeypatch.setattr(predict_module, "PROGRESS_MIN_BYTES", 0)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, ROOT, run_cli, tree_digest
+from conftest import FAST, QUIET, ROOT, run_cli, tree_digest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_cli import assert_one_line_error
 
@@ -25,8 +25,7 @@ RESUMABLE = (
     "data.batch_size=64",
     "trainer.max_epochs=4",
     "trainer.deterministic=true",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
+    *QUIET,
 )
 
 

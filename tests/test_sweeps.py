@@ -12,18 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_cli
+from conftest import QUIET, ROOT, run_cli
 from omegaconf import OmegaConf
 
 from linreg.sweep.callbacks import launches_processes
 
-TINY = (
-    "data.n_samples=2000",
-    "trainer.max_epochs=2",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "logger=none",
-)
+TINY = ("data.n_samples=2000", "trainer.max_epochs=2", "logger=none", *QUIET)
 
 
 def sweep(sweep_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:

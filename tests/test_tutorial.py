@@ -225,8 +225,10 @@ def test_lesson_8_save_load_export() -> None:
     assert facts["state_dict_roundtrip"] is True
     assert facts["checkpoint_epoch"] == 3
     assert facts["checkpoint_hparams"] == {
-        "n_features": 4,
-        "n_targets": 1,
+        "net": {
+            "target": "linreg.models.linear.LinearRegressor",
+            "options": {"n_features": 4, "n_targets": 1},
+        },
         "steps_per_execution": 1,
     }
     assert facts["checkpoint_has_optimizer_state"] is True

@@ -20,7 +20,7 @@ import torch
 from lesson_07_lightning import plain_trainer, small_datamodule  # the same set-up as lesson 7
 
 from linreg.models.linear import LinearRegressor
-from linreg.models.module import LinearRegressionModule
+from linreg.models.module import RegressionModule
 from linreg.serve.export import quiet_exporter
 
 
@@ -31,8 +31,9 @@ def main(workdir: Path | None = None) -> dict[str, Any]:
 
 def run(workdir: Path) -> dict[str, Any]:
     datamodule = small_datamodule(n_samples=2000, n_features=4, seed=1)
-    module = LinearRegressionModule(4, optimizer=functools.partial(torch.optim.Adam, lr=0.1))
-    module.fit_standardization(datamodule.split("train")[0])
+    network = LinearRegressor(4, 1)  # the network; the module below trains it
+    network.fit_standardization(datamodule.split("train")[0])
+    module = RegressionModule(network, optimizer=functools.partial(torch.optim.Adam, lr=0.1))
     trainer = plain_trainer(max_epochs=3)
     trainer.fit(module, datamodule=datamodule)
     features = datamodule.split("test")[0][:10]
@@ -41,7 +42,7 @@ def run(workdir: Path) -> dict[str, Any]:
 
     print("== 1. state_dict: the model's parameters and buffers ==")
     weights_path = workdir / "regressor.pt"
-    torch.save(module.regressor.state_dict(), weights_path)
+    torch.save(module.net.state_dict(), weights_path)
     fresh = LinearRegressor(4, 1)
     fresh.load_state_dict(torch.load(weights_path, weights_only=True))
     keys = sorted(fresh.state_dict())
@@ -63,17 +64,15 @@ def run(workdir: Path) -> dict[str, Any]:
     )
     # map_location: a module trained on a GPU would otherwise come back on the GPU, and the CPU
     # tensors fed to it below would be refused.
-    restored = LinearRegressionModule.load_from_checkpoint(
+    restored = RegressionModule.load_from_checkpoint(
         checkpoint_path, map_location="cpu", weights_only=True
     )
     checkpoint_roundtrip = torch.equal(restored(features).detach(), expected)
-    print(
-        f"LinearRegressionModule.load_from_checkpoint predicts identically: {checkpoint_roundtrip}"
-    )
+    print(f"RegressionModule.load_from_checkpoint predicts identically: {checkpoint_roundtrip}")
 
     print("\n== 3. Export to ONNX and serve with onnxruntime ==")
     onnx_path = workdir / "model.onnx"
-    regressor = module.regressor.cpu().eval()
+    regressor = module.net.cpu().eval()
     # What linreg.serve.export.export_onnx does: trace the model with torch.export, a batch axis
     # of any size, and write one self-contained file.
     with quiet_exporter():  # mutes the exporter's progress notes

@@ -20,8 +20,6 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-import linreg.config  # noqa: F401  (registers the typed schemas the YAML files extend)
-
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 

@@ -29,7 +29,6 @@ from torch import Tensor, nn
 
 Epoch = Callable[[], float]
 SGD_LR = 0.01
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def _sync(device: torch.device) -> None:
@@ -111,13 +110,15 @@ def _lightning_epoch(x: Tensor, y: Tensor, loader: Iterable) -> Epoch:
     progress or validation)."""
     import lightning.pytorch as pl
 
-    from linreg.models.module import LinearRegressionModule
+    from linreg.models.linear import LinearRegressor
+    from linreg.models.module import RegressionModule
 
     timer = _EpochTimer()
 
     def build(callbacks: list) -> tuple:
-        module = LinearRegressionModule(
-            x.shape[1], y.shape[1], optimizer=lambda p: torch.optim.SGD(p, lr=SGD_LR)
+        module = RegressionModule(
+            LinearRegressor(x.shape[1], y.shape[1]),
+            optimizer=lambda p: torch.optim.SGD(p, lr=SGD_LR),
         )
         trainer = pl.Trainer(
             max_epochs=1, accelerator=x.device.type, devices=1, logger=False,
@@ -139,7 +140,7 @@ def lightning_naive(x: Tensor, y: Tensor, batch_size: int) -> Epoch:
 
 def lightning_bare(x: Tensor, y: Tensor, batch_size: int) -> Epoch:
     """The project's whole-batch loader in a bare Trainer: what remains is Lightning's own loop."""
-    from linreg.data.synthetic import EpochShuffler, WholeBatchLoader
+    from linreg.data.loaders import EpochShuffler, WholeBatchLoader
 
     return _lightning_epoch(x, y, WholeBatchLoader(x, y, batch_size, EpochShuffler(len(x), 0)))
 
@@ -150,12 +151,11 @@ def project_config(
     batch_size: int,
     device: str,
     output_dir: Path,
+    checkout: Path,
     extra_overrides: Iterable[str] = (),
 ):
     """The real `conf/train.yaml` defaults, sized for the benchmark and switched to plain SGD."""
     from hydra import compose, initialize_config_dir
-
-    import linreg.config  # noqa: F401  (registers the schemas)
 
     n_samples = math.ceil(n_rows / 0.98)
     overrides = [
@@ -166,13 +166,13 @@ def project_config(
         f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
         f"paths.output_dir={output_dir}", *extra_overrides,
     ]  # fmt: skip
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(checkout / "conf"), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
 
 
 def project(cfg, datamodule) -> Epoch:
     """`python train.py`'s own stack: its data module, callbacks, TensorBoard logger, progress."""
-    from linreg.run.pipeline import build_module, build_trainer
+    from linreg.run.build import build_module, build_trainer
 
     timer = _EpochTimer()
 
@@ -196,9 +196,11 @@ def closed_form(x: Tensor, y: Tensor) -> tuple[float, float]:
     return seconds, mse
 
 
-def run(rows: int, features: int, batch_sizes: list[int], repeats: int, device: str) -> str:
+def run(
+    rows: int, features: int, batch_sizes: list[int], repeats: int, device: str, checkout: Path
+) -> str:
     """Time every path at every batch size; returns the Markdown report."""
-    from hydra.utils import instantiate
+    from linreg.run.build import build_datamodule
 
     workdir = Path(tempfile.mkdtemp(prefix="linreg-bench-"))
     lines = [
@@ -210,13 +212,14 @@ def run(rows: int, features: int, batch_sizes: list[int], repeats: int, device: 
         "|---|---|---|---|",
     ]
     for batch_size in batch_sizes:
-        cfg = project_config(rows, features, batch_size, device, workdir / f"b{batch_size}")
+        cfg = project_config(
+            rows, features, batch_size, device, workdir / f"b{batch_size}", checkout
+        )
         automatic = project_config(
-            rows, features, batch_size, device, workdir / f"b{batch_size}-automatic",
+            rows, features, batch_size, device, workdir / f"b{batch_size}-automatic", checkout,
             ["model.steps_per_execution=1"],
         )  # fmt: skip
-        datamodule = instantiate(cfg.data)
-        datamodule.setup()
+        datamodule = build_datamodule(cfg.data)
         raw, y = datamodule.split("train")
         x = ((raw - raw.mean(0)) / raw.std(0)).to(device)
         y = y.to(device)
@@ -226,7 +229,7 @@ def run(rows: int, features: int, batch_sizes: list[int], repeats: int, device: 
             "Lightning, TensorDataset + DataLoader(shuffle)": lightning_naive(x, y, batch_size),
             "Lightning bare: project loader, no callbacks/logger": lightning_bare(x, y, batch_size),
             "project, model.steps_per_execution=1 (one step per Lightning step)": project(
-                automatic, instantiate(automatic.data)
+                automatic, build_datamodule(automatic.data)
             ),
             f"project (train.py defaults: {cfg.model.steps_per_execution} steps per execution)": (
                 project(cfg, datamodule)
@@ -245,16 +248,18 @@ def run(rows: int, features: int, batch_sizes: list[int], repeats: int, device: 
             print(lines[-1], flush=True)
     seconds, mse = closed_form(x, y)
     lines += ["", f"Closed-form least squares on the same rows: {seconds:.3f} s, MSE {mse:.4f} "
-              f"(noise floor {datamodule.hparams.noise_std ** 2:.4f})."]  # fmt: skip
+              f"(noise floor {datamodule.ground_truth.noise_std ** 2:.4f})."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
-def _train_run(overrides: list[str], device: str) -> tuple[float, float, Path, dict]:
+def _train_run(
+    overrides: list[str], device: str, checkout: Path
+) -> tuple[float, float, Path, dict]:
     """(wall seconds, peak RSS in MB, run folder, metrics.json) of one `python train.py` in a
     subprocess."""
     run_dir = Path(tempfile.mkdtemp(prefix="linreg-bench-run-"))
     command = [
-        sys.executable, str(CONF_DIR.parent / "train.py"), *overrides,
+        sys.executable, str(checkout / "train.py"), *overrides,
         "trainer.enable_progress_bar=false",
         f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
         f"hydra.run.dir={run_dir}",
@@ -269,7 +274,7 @@ def _train_run(overrides: list[str], device: str) -> tuple[float, float, Path, d
     return seconds, usage.ru_maxrss / 1024, run_dir, summary
 
 
-def streaming(rows_list: list[int], device: str) -> str:
+def streaming(rows_list: list[int], device: str, checkout: Path) -> str:
     """Peak memory and time of whole `train.py data.streaming=true` runs (one epoch) against N."""
     lines = [
         "Streaming data: `python train.py data.streaming=true data.n_features=16 "
@@ -283,7 +288,7 @@ def streaming(rows_list: list[int], device: str) -> str:
             "data.streaming=true", f"data.n_samples={rows}", "data.n_features=16",
             "data.batch_size=4096", "trainer.max_epochs=1",
         ]  # fmt: skip
-        seconds, peak_mb, _, summary = _train_run(overrides, device)
+        seconds, peak_mb, _, summary = _train_run(overrides, device, checkout)
         metrics = summary["metrics"]
         lines.append(
             f"| {rows:.0e} | {rows * 17 * 4 / 1e9:.2f} GB | {seconds:.1f} | {peak_mb:.0f} | "
@@ -293,7 +298,7 @@ def streaming(rows_list: list[int], device: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def accuracy(device: str) -> str:
+def accuracy(device: str, checkout: Path) -> str:
     """Every shipped optimizer config, as shipped, on the default data: test MSE against the
     closed-form least-squares reference."""
     from linreg.runs import load_run_config
@@ -305,8 +310,8 @@ def accuracy(device: str) -> str:
         "| optimizer | lr | test/mse | least squares | gap | wall time (s) |",
         "|---|---|---|---|---|---|",
     ]
-    for option in sorted(path.stem for path in (CONF_DIR / "optimizer").glob("*.yaml")):
-        seconds, _, run_dir, summary = _train_run([f"optimizer={option}"], device)
+    for option in sorted(path.stem for path in (checkout / "conf" / "optimizer").glob("*.yaml")):
+        seconds, _, run_dir, summary = _train_run([f"optimizer={option}"], device, checkout)
         metrics = summary["metrics"]
         lr = load_run_config(run_dir).optimizer.lr
         lines.append(
@@ -334,15 +339,25 @@ def main() -> None:
         "--accuracy", action="store_true",
         help="instead: test MSE of every optimizer option against least squares",
     )  # fmt: skip
+    parser.add_argument(
+        "--checkout", type=Path, default=Path.cwd(),
+        help="the linreg checkout whose train.py and conf/ are measured (default: this folder)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if not (args.checkout / "train.py").is_file() or not (args.checkout / "conf").is_dir():
+        parser.error(
+            f"--checkout {args.checkout}: no train.py and conf/ there; run from the checkout"
+        )
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU found")
     if args.accuracy:
-        report = accuracy(args.device)
+        report = accuracy(args.device, args.checkout)
     elif args.streaming_rows:
-        report = streaming([int(n) for n in args.streaming_rows], args.device)
+        report = streaming([int(n) for n in args.streaming_rows], args.device, args.checkout)
     else:
-        report = run(args.rows, args.features, args.batch_sizes, args.repeats, args.device)
+        report = run(
+            args.rows, args.features, args.batch_sizes, args.repeats, args.device, args.checkout
+        )
     out = args.out or Path("outputs/bench") / f"{datetime.now():%Y-%m-%d_%H-%M-%S}-{args.device}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)

@@ -44,6 +44,9 @@ def show_config(cfg: DictConfig, output_dir: Path) -> None:
         Console(file=handle, width=100, no_color=True, color_system=None).print(tree)
 
 
+GROUND_TRUTH_ROWS = (("params/weight_error", " (relative)"), ("params/bias_error", ""))
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
     metrics = summary["metrics"]
     table = Table(title="run summary", show_header=True, header_style="bold")
@@ -56,8 +59,12 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("gap to reference", f"{100 * summary['test_mse_gap_to_reference']:+.2f}%"),
         ("test/r2", metrics["test/r2"]),
         ("test/mae", metrics["test/mae"]),
-        ("params/weight_error (relative)", metrics["params/weight_error"]),
-        ("params/bias_error", metrics["params/bias_error"]),
+        # Absent where the data has no ground truth or the network no coefficients (see notes).
+        *[
+            (f"{name}{label}", metrics[name])
+            for name, label in GROUND_TRUTH_ROWS
+            if name in metrics
+        ],
         ("epochs", summary["epochs"]),
         ("time", f"{summary['wall_time_s']:.1f} s"),
     ]
@@ -69,6 +76,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
 def show_summary(summary: dict[str, Any], output_dir: Path) -> None:
     console = Console()
     console.print(summary_table(summary))
+    for note in summary.get("notes", []):
+        console.print(f"note             {note}", highlight=False, soft_wrap=True)
     console.print(f"run folder       {output_dir}", highlight=False, soft_wrap=True)
     for name, path in summary["paths"].items():
         if path:

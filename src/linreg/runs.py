@@ -11,7 +11,6 @@ import pickle
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -85,6 +84,8 @@ def _load_yaml(path: Path) -> DictConfig | ListConfig:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """`torch.load(weights_only=True)` with one-line errors: pickled code is refused, never run."""
+    import torch  # not at the top: predict.py reads run folders without torch for ONNX models
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

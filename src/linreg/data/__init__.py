@@ -1,0 +1,1 @@
+"""Where rows come from (sources), how they are served (loaders), and the DataModule over both."""

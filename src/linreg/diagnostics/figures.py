@@ -22,12 +22,13 @@ def predicted_vs_true(predicted: np.ndarray, true: np.ndarray, split: str) -> Fi
     return figure
 
 
-def residual_histogram(residuals: np.ndarray, noise_std: float, split: str) -> Figure:
-    """Residuals of a good fit look like the noise: centred on 0 with the noise's spread."""
+def residual_histogram(residuals: np.ndarray, noise_std: float | None, split: str) -> Figure:
+    """Residuals of a good fit look like the noise: centred on 0 with the noise's spread (drawn
+    where the data's noise is known)."""
     figure = Figure(figsize=(5, 4), layout="constrained")
     axes = figure.subplots()
     axes.hist(residuals.ravel(), bins=60, density=True, alpha=0.7, label="residuals")
-    if noise_std > 0:
+    if noise_std:
         grid = np.linspace(residuals.min(), residuals.max(), 200)
         density = np.exp(-0.5 * (grid / noise_std) ** 2) / (noise_std * np.sqrt(2 * np.pi))
         axes.plot(grid, density, color="black", label=f"noise N(0, {noise_std:g}²)")

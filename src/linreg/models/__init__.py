@@ -1,0 +1,1 @@
+"""Networks (linear, mlp), the LightningModule that trains any of them, and their metrics."""

@@ -6,13 +6,12 @@ import logging
 from pathlib import Path
 
 import lightning.pytorch as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from linreg.errors import ConfigError
 from linreg.files import write_json_atomic
-from linreg.models.module import LinearRegressionModule
-from linreg.run.pipeline import require_accelerator
+from linreg.models.module import RegressionModule
+from linreg.run.build import build_datamodule, require_accelerator
 from linreg.run.resume import check_checkpoint_fits
 from linreg.runs import find_checkpoint, load_checkpoint, load_run_config, run_dir_of
 
@@ -29,8 +28,8 @@ def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     run_dir = run_dir_of(checkpoint_path)
     run_cfg = load_run_config(run_dir)
     check_checkpoint_fits(checkpoint, run_cfg, checkpoint_path)
-    module = LinearRegressionModule.from_checkpoint(checkpoint)
-    datamodule = instantiate(run_cfg.data)
+    module = RegressionModule.from_checkpoint(checkpoint, checkpoint_path)
+    datamodule = build_datamodule(run_cfg.data)
     trainer = pl.Trainer(
         accelerator=cfg.accelerator,
         devices=1,

@@ -1,4 +1,4 @@
-"""Export a trained regressor to one self-contained ONNX file, and prove onnxruntime agrees with it.
+"""Export a trained network to one self-contained ONNX file, and prove onnxruntime agrees with it.
 
 Uses torch's torch.export-based exporter (`dynamo=True`, the default since torch 2.9, which needs
 onnxscript), with a dynamic batch axis so the file serves any number of rows.
@@ -17,18 +17,19 @@ import torch
 from torch import Tensor, nn
 
 from linreg.errors import ExportError
+from linreg.models.network import Network
 
 INPUT_NAME = "features"
 OUTPUT_NAME = "predictions"
 _CHATTY_LOGGERS = ("torch.onnx._internal.exporter._registration", "onnx_ir", "onnxscript")
 
 
-def export_onnx(model: nn.Module, n_features: int, path: Path, opset: int) -> Path:
-    """Write `model` (raw features in, predictions out) to `path` with a dynamic batch axis."""
-    if not all(torch.isfinite(p).all() for p in model.state_dict().values()):
+def export_onnx(network: Network, path: Path, opset: int) -> Path:
+    """Write `network` (raw features in, predictions out) to `path` with a dynamic batch axis."""
+    if not all(torch.isfinite(p).all() for p in network.state_dict().values()):
         raise ExportError(f"refusing to export {path.name}: the model has non-finite weights")
-    model = model.cpu().eval()
-    example = torch.zeros(2, n_features)
+    model = network.cpu().eval()
+    example = torch.zeros(2, network.n_features)
     batch = torch.export.Dim("batch")
     path.parent.mkdir(parents=True, exist_ok=True)
     with quiet_exporter():

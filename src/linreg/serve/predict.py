@@ -121,20 +121,20 @@ def _onnx_predictor(path: Path) -> Predictor:
 def _checkpoint_predictor(path: Path) -> Predictor:
     import torch
 
-    from linreg.models.linear import regressor_from_checkpoint
+    from linreg.models.network import network_from_checkpoint
     from linreg.runs import load_checkpoint
 
     checkpoint = load_checkpoint(path)
     try:
-        regressor = regressor_from_checkpoint(checkpoint)
+        network = network_from_checkpoint(checkpoint, path)
     except (KeyError, RuntimeError, TypeError) as err:
         raise PredictError(f"model={path} is not a linreg checkpoint: {first_line(err)}") from err
 
     def predict(rows: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return regressor(torch.from_numpy(rows)).numpy()
+            return network(torch.from_numpy(rows)).numpy()
 
-    return Predictor(regressor.linear.in_features, regressor.linear.out_features, predict)
+    return Predictor(network.n_features, network.n_targets, predict)
 
 
 # ----------------------------------------------------------------------------------------- input

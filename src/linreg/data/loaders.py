@@ -1,0 +1,135 @@
+"""Loaders that serve whole batches as tensor slices: no per-sample `__getitem__`, no collate.
+
+In memory, batches are slices of one per-epoch permutation of the split; streamed, they are the
+split's numbered batches in a per-epoch shuffled order. Both split the rows between DDP processes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from linreg.batches import Batch, to_device
+from linreg.data.source import StreamedSplit
+
+
+def derived_seed(*parts: int) -> int:
+    """A seed that depends on all of `parts` and is the same in every process and Python version
+    (unlike `hash`, which is salted per process for strings)."""
+    return int(np.random.SeedSequence(parts).generate_state(1, np.uint64)[0] >> 1)
+
+
+class EpochShuffler:
+    """The sample order of one epoch, a function of (seed, epoch) only, so a resumed run replays it.
+
+    Lightning calls `set_epoch` on a loader's `sampler` before every epoch, as for a DataLoader.
+    """
+
+    def __init__(self, n_rows: int, seed: int) -> None:
+        self.n_rows = n_rows
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def permutation(self, device: torch.device) -> Tensor:
+        """Drawn on the CPU, so the order is the same on every device."""
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch))
+        return to_device(torch.randperm(self.n_rows, generator=generator), device)
+
+
+class WholeBatchLoader:
+    """Yields (features, targets) batches as views; shuffles by permuting the split once per epoch.
+
+    Under distributed training each of `world_size` processes takes every `world_size`-th row of
+    each global batch (`batch_size` rows per process), so every row is seen exactly once per epoch
+    and all processes get the same number of batches, as DDP requires. `sampler` and
+    `batch_sampler` are the attributes Lightning inspects on a DataLoader.
+    """
+
+    batch_sampler = None
+
+    def __init__(
+        self,
+        features: Tensor,
+        targets: Tensor,
+        batch_size: int,
+        sampler: EpochShuffler | None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.features = features
+        self.targets = targets
+        self.batch_size = batch_size
+        self.sampler = sampler
+        self.rank = rank
+        self.world_size = world_size
+        self._shuffled: tuple[Tensor, Tensor] | None = None
+
+    def _bounds(self) -> list[int]:
+        """Global batch boundaries; a last global batch too small to give every process a row is
+        merged into the one before."""
+        n_rows = len(self.features)
+        starts = list(range(0, n_rows, self.batch_size * self.world_size))
+        if len(starts) > 1 and n_rows - starts[-1] < self.world_size:
+            starts.pop()
+        return [*starts, n_rows]
+
+    def __len__(self) -> int:
+        return len(self._bounds()) - 1
+
+    def __iter__(self) -> Iterator[Batch]:
+        features, targets = self.features, self.targets
+        if self.sampler is not None:
+            # Gathered into buffers allocated once: a fresh 2x-split allocation every epoch costs
+            # more in page faults than the gather itself. Batches of an epoch are views of them.
+            if self._shuffled is None:
+                self._shuffled = (torch.empty_like(features), torch.empty_like(targets))
+            order = self.sampler.permutation(features.device)
+            features = torch.index_select(self.features, 0, order, out=self._shuffled[0])
+            targets = torch.index_select(self.targets, 0, order, out=self._shuffled[1])
+        step = self.world_size
+        for start, stop in itertools.pairwise(self._bounds()):
+            yield (
+                features[start + self.rank : stop : step],
+                targets[start + self.rank : stop : step],
+            )
+
+
+class StreamingLoader:
+    """Batches of a StreamedSplit in a per-epoch shuffled order of batch indices (a batch keeps its
+    rows together). Under DDP each process takes every world_size-th batch, and the last few
+    batches that cannot be shared out evenly are skipped that epoch."""
+
+    batch_sampler = None
+
+    def __init__(
+        self,
+        split: StreamedSplit,
+        sampler: EpochShuffler | None,
+        device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.split = split
+        self.sampler = sampler
+        self.device = device
+        self.rank = rank
+        self.world_size = world_size
+
+    def __len__(self) -> int:
+        return self.split.n_batches // self.world_size
+
+    def __iter__(self) -> Iterator[Batch]:
+        if self.sampler is None:
+            order = torch.arange(self.split.n_batches)
+        else:
+            order = self.sampler.permutation(torch.device("cpu"))
+        mine = order[self.rank :: self.world_size][: len(self)]
+        for index in mine.tolist():
+            yield self.split.batch(index, self.device)

@@ -1,0 +1,114 @@
+"""The LightningDataModule over any RegressionSource: in-memory or streamed splits, DDP shares,
+per-epoch shuffles and executions of several training batches. It knows nothing of the model:
+`steps_per_execution` comes from the config (`${model.steps_per_execution}`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import lightning.pytorch as pl
+import torch
+
+from linreg.batches import Batch
+from linreg.data.loaders import EpochShuffler, StreamingLoader, WholeBatchLoader
+from linreg.data.source import GroundTruth, RegressionSource, StreamedSplit
+from linreg.execution import Executions
+
+
+class RegressionDataModule(pl.LightningDataModule):
+    """Serves a source's splits; the source is read once, at the first `setup`."""
+
+    def __init__(
+        self,
+        source: RegressionSource,
+        *,
+        batch_size: int,
+        seed: int,
+        shuffle: bool = True,
+        streaming: bool = False,
+        steps_per_execution: int = 1,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.streaming = streaming
+        self.steps_per_execution = steps_per_execution
+        self.splits: dict[str, Batch] = {}
+        self.streams: dict[str, StreamedSplit] = {}
+
+    @property
+    def n_features(self) -> int:
+        return self.source.n_features
+
+    @property
+    def n_targets(self) -> int:
+        return self.source.n_targets
+
+    @property
+    def ground_truth(self) -> GroundTruth | None:
+        return self.source.ground_truth
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the source once (streamed: only its batch index); later calls reuse it."""
+        if self.splits or self.streams:
+            return
+        if self.streaming:
+            self.streams = self.source.stream(self.batch_size)
+        else:
+            self.splits = self.source.load()
+
+    def split(self, name: str) -> Batch:
+        """The (features, targets) of one in-memory split, on the CPU."""
+        self.setup()
+        if self.streaming:
+            raise RuntimeError("a streamed split is never held whole: use batches() or sample()")
+        return self.splits[name]
+
+    def batches(self, name: str) -> Iterator[Batch]:
+        """The whole split, on the CPU, in pieces that fit in memory (one piece when in memory)."""
+        self.setup()
+        if not self.streaming:
+            yield self.splits[name]
+            return
+        stream = self.streams[name]
+        for index in range(stream.n_batches):
+            yield stream.batch(index, torch.device("cpu"))
+
+    def sample(self, name: str, n_rows: int) -> Batch:
+        """The first `n_rows` rows (at most) of a split, on the CPU."""
+        pieces, taken = [], 0
+        for features, targets in self.batches(name):
+            pieces.append((features[: n_rows - taken], targets[: n_rows - taken]))
+            taken += len(pieces[-1][0])
+            if taken >= n_rows:
+                break
+        return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
+
+    def _loader(self, name: str, shuffle: bool) -> WholeBatchLoader | StreamingLoader:
+        # In memory, moved to the training device here, once per fit/test, never per batch;
+        # streamed, each batch is read on the CPU and copied to the device.
+        trainer = self.trainer
+        device = trainer.strategy.root_device if trainer else torch.device("cpu")
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        self.setup()
+        if self.streaming:
+            stream = self.streams[name]
+            sampler = EpochShuffler(stream.n_batches, self.seed) if shuffle else None
+            return StreamingLoader(stream, sampler, device, rank, world_size)
+        features, targets = (t.to(device) for t in self.split(name))
+        sampler = EpochShuffler(len(features), self.seed) if shuffle else None
+        return WholeBatchLoader(features, targets, self.batch_size, sampler, rank, world_size)
+
+    def train_dataloader(self) -> WholeBatchLoader | StreamingLoader | Executions:
+        """Batches, or executions of `steps_per_execution` batches."""
+        loader = self._loader("train", shuffle=self.shuffle)
+        steps = self.steps_per_execution
+        return Executions(loader, steps) if steps > 1 else loader
+
+    def val_dataloader(self) -> WholeBatchLoader | StreamingLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> WholeBatchLoader | StreamingLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,57 @@
+"""The seam between a data source and everything else.
+
+A source says how many features and targets it has, serves its train/val/test splits whole (in
+memory) or as numbered batches (streamed), and may know the parameters that generated it. Code that
+uses those parameters asks `ground_truth` and steps aside when it is None, as for a real table.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from linreg.batches import Batch
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """The parameters that generated the data: y = x @ weight.T + bias + noise_std * eps."""
+
+    weight: Tensor  # (n_targets, n_features)
+    bias: Tensor  # (n_targets,)
+    noise_std: float
+
+
+class StreamedSplit(Protocol):
+    """A split served one batch at a time, never held whole: batch i is the same rows every time."""
+
+    n_rows: int
+    n_batches: int
+
+    def batch(self, index: int, device: torch.device) -> Batch: ...
+
+
+class RegressionSource(ABC):
+    """Rows of raw features and targets, split three ways, on the CPU."""
+
+    n_features: int
+    n_targets: int
+
+    @property
+    def ground_truth(self) -> GroundTruth | None:
+        """The generating parameters where the source knows them (synthetic data); else None."""
+        return None
+
+    @abstractmethod
+    def load(self) -> dict[str, Batch]:
+        """Every split whole, by name (`SPLITS`)."""
+
+    @abstractmethod
+    def stream(self, batch_size: int) -> dict[str, StreamedSplit]:
+        """Every split as numbered batches of `batch_size` rows, by name (`SPLITS`)."""

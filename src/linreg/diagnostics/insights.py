@@ -1,0 +1,84 @@
+"""What TensorBoard shows beyond scalars: the graph, weight histograms, figures of the fit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from linreg.diagnostics.ground_truth import unavailable_reason
+
+FIGURE_ROWS = 20_000  # enough for every picture; all of a default split
+
+
+class TensorBoardInsights(pl.Callback):
+    """The model graph once, weight histograms every epoch, and pictures of the fit (predicted vs
+    true, residuals, learned vs ground-truth weights) at the end of fit on the test split and every
+    `figures_every_n_epochs` epochs on the validation split. Does nothing without TensorBoard.
+
+    The graph is added here rather than by `TensorBoardLogger(log_graph=True)`, which adds it again
+    at every trainer stage.
+    """
+
+    def __init__(self, figures_every_n_epochs: int | None = None) -> None:
+        self.figures_every_n_epochs = figures_every_n_epochs
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        writer = _tensorboard_writer(trainer)
+        if writer is not None and trainer.global_step == 0:
+            writer.add_graph(pl_module.net, pl_module.example_input_array)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        writer = _tensorboard_writer(trainer)
+        if writer is None:
+            return
+        for name, parameter in pl_module.net.named_parameters():
+            values = parameter.detach().float().cpu()  # numpy has no bfloat16
+            # bins="auto": TensorBoard's default buckets end near 1e12 and fail beyond.
+            writer.add_histogram(f"weights/{name}", values, trainer.global_step, bins="auto")
+        every = self.figures_every_n_epochs
+        if every and (trainer.current_epoch + 1) % every == 0 and trainer.is_global_zero:
+            self._log_figures(writer, trainer, pl_module, "val")
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        writer = _tensorboard_writer(trainer)
+        if writer is not None and trainer.is_global_zero:
+            self._log_figures(writer, trainer, pl_module, "test")
+
+    @staticmethod
+    def _log_figures(
+        writer: Any, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str
+    ) -> None:
+        from linreg.diagnostics import (
+            figures,  # matplotlib costs ~0.4 s to import: only when drawing
+        )
+
+        datamodule = trainer.datamodule
+        features, targets = datamodule.sample(split, FIGURE_ROWS)
+        with torch.no_grad():
+            predicted = pl_module(features.to(pl_module.device)).float().cpu().numpy()
+        true = targets.numpy()
+        truth = datamodule.ground_truth
+        drawn = {
+            "predicted_vs_true": figures.predicted_vs_true(predicted, true, split),
+            "residuals": figures.residual_histogram(
+                predicted - true, truth.noise_std if truth else None, split
+            ),
+        }
+        if unavailable_reason(pl_module.net, truth) is None:
+            learned, _ = pl_module.net.coefficients()
+            drawn["weights_vs_truth"] = figures.weights_vs_truth(
+                learned.float().cpu().numpy(), truth.weight.numpy()
+            )
+        step = trainer.global_step
+        for name, figure in drawn.items():
+            writer.add_figure(f"figures/{name}", figure, step)
+
+
+def _tensorboard_writer(trainer: pl.Trainer) -> Any:
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None

@@ -1,0 +1,119 @@
+"""What every network is, and the one way to get a trained network back from a checkpoint.
+
+A network maps raw features to predictions in plain PyTorch (no Lightning): serving code imports
+only this package, so it starts without Lightning's import cost. Standardisation, fitted on the
+training split, is its first layer, so saved and exported models take raw features.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from linreg.errors import RunFolderError
+
+# RegressionModule keeps its network in `.net`: the prefix of its checkpoint keys.
+CHECKPOINT_PREFIX = "net."
+# Only networks of this package are rebuilt from a checkpoint: its class path is data, not code.
+NETWORK_PACKAGE = "linreg.models."
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std with statistics fitted on the training split, stored as buffers.
+
+    Buffers travel with the state_dict and the ONNX graph, so saved models take raw features.
+    """
+
+    def __init__(self, n_features: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+
+    @torch.no_grad()
+    def fit_(self, features: Tensor) -> None:
+        self.mean.copy_(features.mean(dim=0))
+        # A constant feature would divide by zero; it carries no signal, so scale it by 1.
+        std = features.std(dim=0)
+        self.std.copy_(torch.where(std > 0, std, torch.ones_like(std)))
+
+    def forward(self, features: Tensor) -> Tensor:
+        return (features - self.mean) / self.std
+
+
+class Network(nn.Module):
+    """Raw features (rows, n_features) in, predictions (rows, n_targets) out.
+
+    A subclass passes its constructor's arguments to `__init__` as `options`: they are saved in
+    the checkpoint (plain values) and rebuild it there.
+    """
+
+    def __init__(self, n_features: int, n_targets: int, **options: Any) -> None:
+        super().__init__()
+        self.n_features = n_features
+        self.n_targets = n_targets
+        self.options = {"n_features": n_features, "n_targets": n_targets, **options}
+        self.standardize = Standardize(n_features)
+
+    @property
+    def kind(self) -> str:
+        """The network's name in summaries and notes: `linear`, `mlp`."""
+        return type(self).__module__.rsplit(".", 1)[-1]
+
+    def spec(self) -> dict[str, Any]:
+        """What rebuilds this network: its class path and constructor options."""
+        cls = type(self)
+        return {"target": f"{cls.__module__}.{cls.__qualname__}", "options": dict(self.options)}
+
+    def fit_standardization(self, train_features: Tensor) -> None:
+        self.standardize.fit_(train_features)
+
+    @torch.no_grad()
+    def coefficients(self) -> tuple[Tensor, Tensor] | None:
+        """Weight (n_targets, n_features) and bias (n_targets,) in raw-feature units, for a network
+        that is linear in its features; None for one that is not (an MLP): parameter errors and
+        coefficient figures are then skipped."""
+        return None
+
+
+def network_from_spec(spec: Any, where: Path | str) -> Network:
+    """An untrained network from `Network.spec()`'s record (read from `where`, for errors)."""
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("target"), str):
+        raise RunFolderError(
+            f"{where} records no network (it was not written by this version of linreg's "
+            "train.py): train the model again"
+        )
+    return _network_class(spec["target"], where)(**spec.get("options", {}))
+
+
+def network_from_checkpoint(checkpoint: Mapping[str, Any], path: Path | str) -> Network:
+    """The trained network of a Lightning checkpoint dict (as `torch.load` returns it), in eval
+    mode on the CPU: what export, predict, eval and the figures all use."""
+    network = network_from_spec((checkpoint.get("hyper_parameters") or {}).get("net"), path)
+    state = {
+        key.removeprefix(CHECKPOINT_PREFIX): value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith(CHECKPOINT_PREFIX)
+    }
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as err:
+        raise RunFolderError(f"{path} does not match its recorded network: {err}") from err
+    return network.eval()
+
+
+def _network_class(target: str, where: Path | str) -> type[Network]:
+    module_name, _, name = target.rpartition(".")
+    cls = None
+    if target.startswith(NETWORK_PACKAGE):
+        try:
+            cls = getattr(importlib.import_module(module_name), name, None)
+        except ImportError:
+            cls = None
+    if not (isinstance(cls, type) and issubclass(cls, Network)):
+        raise RunFolderError(f"{where} names an unknown network: {target}")
+    return cls

@@ -1,0 +1,94 @@
+"""Build what a run needs from its config: the data, the module around its network, the trainer.
+
+Shared by `train.py`'s pipeline, `eval.py` and the benchmark; imports nothing of the pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+import torch
+from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from omegaconf import DictConfig
+
+from linreg.data.module import RegressionDataModule
+from linreg.errors import ConfigError, first_line
+from linreg.models.module import OptimizerFactory, RegressionModule, SchedulerFactory
+from linreg.models.network import Network
+
+STANDARDIZATION_ROWS = 1_000_000
+
+
+@dataclass
+class Built:
+    datamodule: RegressionDataModule
+    module: RegressionModule
+    trainer: pl.Trainer
+
+
+def build(cfg: DictConfig) -> Built:
+    """Data, module and trainer of a validated config (seeded by the caller)."""
+    datamodule = build_datamodule(cfg.data)
+    return Built(datamodule, build_module(cfg, datamodule), build_trainer(cfg))
+
+
+def build_datamodule(data: DictConfig) -> RegressionDataModule:
+    datamodule: RegressionDataModule = instantiate(data)
+    datamodule.setup()
+    return datamodule
+
+
+def build_network(cfg: DictConfig, datamodule: RegressionDataModule) -> Network:
+    """The config's network sized by the data, with standardisation fitted on the training split
+    only (streamed data is never whole: its statistics come from the first rows)."""
+    try:
+        network: Network = instantiate(cfg.model.net)(datamodule.n_features, datamodule.n_targets)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model.net: {first_line(err)}") from err
+    network.fit_standardization(datamodule.sample("train", STANDARDIZATION_ROWS)[0])
+    return network
+
+
+def build_module(cfg: DictConfig, datamodule: RegressionDataModule) -> RegressionModule:
+    optimizer = instantiate(cfg.optimizer)
+    scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
+    check_factories(optimizer, scheduler)
+    # The config's `net` is a factory; the module takes the network built from it.
+    make_module = instantiate(cfg.model, _partial_=True)
+    return make_module(net=build_network(cfg, datamodule), optimizer=optimizer, scheduler=scheduler)
+
+
+def check_factories(optimizer: OptimizerFactory, scheduler: SchedulerFactory | None) -> None:
+    """Builds the optimizer and scheduler once on a stand-in parameter, so a key they do not take
+    (`+optimizer.foo=1`) is one line naming it, before any work, not a traceback mid-fit."""
+    try:
+        built = optimizer([torch.nn.Parameter(torch.zeros(1))])
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"optimizer: {first_line(err)}") from err
+    try:
+        if scheduler is not None:
+            scheduler(built)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"scheduler: {first_line(err)}") from err
+
+
+def build_trainer(cfg: DictConfig) -> pl.Trainer:
+    # A debug mode switches a callback off by setting it to null; a factory may decline (None).
+    built = [instantiate(spec) for spec in cfg.callbacks.values() if spec is not None]
+    callbacks = [callback for callback in built if callback is not None]
+    loggers = [instantiate(spec) for spec in cfg.logger.values()]
+    make_trainer = instantiate(cfg.trainer, _partial_=True)
+    try:
+        return make_trainer(callbacks=callbacks, logger=loggers or False)
+    except (MisconfigurationException, ValueError, TypeError) as err:
+        raise ConfigError(f"trainer: {str(err).splitlines()[0]}") from err
+
+
+def require_accelerator(accelerator: str) -> None:
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but no CUDA GPU was found; "
+            "run on the CPU with trainer.accelerator=cpu"
+        )
