@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from conftest import needs_gpus
@@ -63,7 +65,8 @@ def test_targets_follow_the_ground_truth_up_to_the_noise() -> None:
 
 def test_noise_free_data_is_solved_exactly_by_least_squares() -> None:
     dm = datamodule(noise_std=0.0)
-    weight, bias = least_squares(dm.batches("train"))
+    fit = least_squares(dm.batches("train"))
+    weight, bias = fit.weight, fit.bias
     torch.testing.assert_close(weight.float(), dm.ground_truth.weight, atol=1e-4, rtol=0)
     torch.testing.assert_close(bias.float(), dm.ground_truth.bias, atol=1e-4, rtol=0)
 
@@ -172,7 +175,7 @@ def test_streamed_splits_have_the_configured_sizes_and_follow_the_ground_truth()
     sizes = [sum(len(f) for f, _ in dm.batches(name)) for name in ("train", "val", "test")]
     assert sizes == [700, 150, 150]
     assert torch.equal(dm.ground_truth.weight, datamodule().ground_truth.weight)
-    weight, _ = least_squares(dm.batches("train"))
+    weight = least_squares(dm.batches("train")).weight
     torch.testing.assert_close(weight.float(), dm.ground_truth.weight, atol=1e-4, rtol=0)
     features, _ = dm.sample("train", 100)
     assert features.shape == (100, 5)
@@ -256,7 +259,14 @@ def test_streamed_gpu_batches_equal_the_cpu_batches() -> None:
     assert torch.equal(shuffler.permutation(cuda).cpu(), shuffler.permutation(torch.device("cpu")))
 
 
-def test_least_squares_builds_its_design_on_the_batches_device() -> None:
-    batch = (torch.empty(10, 3, device=META), torch.empty(10, 2, device=META))
-    weight, bias = least_squares([batch])
-    assert (weight.shape, bias.shape, weight.device) == ((2, 3), (2,), META)
+def test_least_squares_gives_the_same_answer_in_any_chunking() -> None:
+    # Batches are merged as centred moments: one batch, or 17 uneven ones, is the same fit.
+    generator = torch.Generator().manual_seed(0)
+    features = 1e4 + torch.randn(1000, 3, generator=generator, dtype=torch.float64)
+    targets = features @ torch.tensor([[1.0], [-2.0], [3.0]], dtype=torch.float64) + 5
+    whole = least_squares([(features, targets)])
+    bounds = [0, 1, 2, 50, 51, 300, 301, 302, 500, 640, 700, 800, 850, 900, 950, 999, 1000]
+    pieces = least_squares((features[a:b], targets[a:b]) for a, b in itertools.pairwise(bounds))
+    torch.testing.assert_close(pieces.weight, whole.weight, rtol=1e-9, atol=0)
+    torch.testing.assert_close(pieces.bias, whole.bias, rtol=1e-9, atol=0)
+    torch.testing.assert_close(whole.weight, torch.tensor([[1.0, -2.0, 3.0]], dtype=torch.float64))

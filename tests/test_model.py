@@ -51,7 +51,13 @@ def test_hyper_parameters_are_plain_values_that_name_the_network() -> None:
     assert dict(module.hparams) == {
         "net": {
             "target": "linreg.models.mlp.MLP",
-            "options": {"n_features": 3, "n_targets": 2, "hidden_sizes": [5]},
+            "options": {
+                "n_features": 3,
+                "n_targets": 2,
+                "feature_names": ["x0", "x1", "x2"],
+                "target_names": ["y0", "y1"],
+                "hidden_sizes": [5],
+            },
         },
         "steps_per_execution": 1,
     }

@@ -39,7 +39,8 @@ def test_the_mlp_trains_close_to_least_squares_and_records_why_params_are_absent
     assert metrics["test/mse"] < 1.5 * metrics["reference/test_mse"]
     assert metrics["test/r2"] > 0.99
     assert not any(name.startswith("params/") for name in metrics)
-    note = "params/* not computed: the mlp network has no coefficients"
+    assert summary["coefficients"] is None
+    note = "coefficients and params/* not computed: the mlp network has no coefficients"
     assert summary["notes"] == [note]
     assert note in stdout
     assert "the mlp network has no coefficients" in stdout  # said once, when the fit starts

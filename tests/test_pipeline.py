@@ -91,7 +91,12 @@ def test_checkpoint_loads_with_weights_only_and_holds_plain_hparams(default_run)
     assert checkpoint["hyper_parameters"] == {
         "net": {
             "target": "linreg.models.linear.LinearRegressor",
-            "options": {"n_features": 8, "n_targets": 1},
+            "options": {
+                "n_features": 8,
+                "n_targets": 1,
+                "feature_names": [f"x{i}" for i in range(8)],
+                "target_names": ["y0"],
+            },
         },
         "steps_per_execution": 16,
     }

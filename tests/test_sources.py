@@ -64,8 +64,9 @@ def test_a_source_without_ground_truth_trains_and_skips_what_needs_one(
     assert not any(name.startswith("params/") for name in trainer.callback_metrics)
 
     (test_metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
-    metrics, notes = score(network, datamodule, test_metrics)
-    assert notes == ["params/* not computed: the data source knows no ground truth"]
+    scored = score(network, datamodule, test_metrics)
+    metrics = scored.metrics
+    assert scored.notes == ["params/* not computed: the data source knows no ground truth"]
     assert not any(name.startswith("params/") for name in metrics)
     # The exact answer still judges the trained one: noise 0.1, so both near 0.01.
     assert metrics["reference/test_mse"] == pytest.approx(0.01, rel=0.3)

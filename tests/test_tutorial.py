@@ -227,7 +227,12 @@ def test_lesson_8_save_load_export() -> None:
     assert facts["checkpoint_hparams"] == {
         "net": {
             "target": "linreg.models.linear.LinearRegressor",
-            "options": {"n_features": 4, "n_targets": 1},
+            "options": {
+                "n_features": 4,
+                "n_targets": 1,
+                "feature_names": ["x0", "x1", "x2", "x3"],
+                "target_names": ["y0"],
+            },
         },
         "steps_per_execution": 1,
     }

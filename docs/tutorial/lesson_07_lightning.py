@@ -135,9 +135,7 @@ def main() -> dict[str, Any]:
     datamodule = small_datamodule(n_samples=4000, n_features=5, seed=0)
     test_mse, steps, one_step_s = fit_project_module(steps_per_execution=1)
     reference = reference_mse(datamodule.batches("train"), datamodule.batches("test"))
-    print(
-        f"linreg's RegressionModule: test/mse {test_mse:.4f}; least squares: {reference:.4f}"
-    )
+    print(f"linreg's RegressionModule: test/mse {test_mse:.4f}; least squares: {reference:.4f}")
 
     print("\n== What Lightning's service costs per step ==")
     grouped_mse, grouped_steps, grouped_s = fit_project_module(steps_per_execution=11)

@@ -190,7 +190,8 @@ def closed_form(x: Tensor, y: Tensor) -> tuple[float, float]:
 
     _sync(x.device)
     start = time.perf_counter()
-    weight, bias = least_squares([(x.cpu(), y.cpu())])
+    fit = least_squares([(x.cpu(), y.cpu())])
+    weight, bias = fit.weight, fit.bias
     seconds = time.perf_counter() - start
     mse = float(torch.mean((x.cpu().double() @ weight.T + bias - y.cpu().double()) ** 2))
     return seconds, mse

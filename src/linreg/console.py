@@ -73,9 +73,30 @@ def summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def coefficient_tables(coefficients: dict[str, Any], limit: int = 10) -> list[Table]:
+    """Per target: the intercept and the `limit` largest effects, trained against least squares."""
+    tables = []
+    for target, rows in coefficients.items():
+        more = len(rows) - 1 - limit
+        title = f"coefficients of {target}" + (
+            f" ({more} smaller in metrics.json)" if more > 0 else ""
+        )
+        table = Table(title=title, show_header=True, header_style="bold")
+        for column in ("name", "trained", "least squares", "std error"):
+            table.add_column(column, justify="left" if column == "name" else "right")
+        for name, row in list(rows.items())[: limit + 1]:
+            error = row["std_error"]
+            table.add_row(name, f"{row['trained']:.6g}", f"{row['least_squares']:.6g}",
+                          "-" if error is None else f"{error:.3g}")  # fmt: skip
+        tables.append(table)
+    return tables
+
+
 def show_summary(summary: dict[str, Any], output_dir: Path) -> None:
     console = Console()
     console.print(summary_table(summary))
+    for table in coefficient_tables(summary.get("coefficients") or {}):
+        console.print(table)
     for note in summary.get("notes", []):
         console.print(f"note             {note}", highlight=False, soft_wrap=True)
     console.print(f"run folder       {output_dir}", highlight=False, soft_wrap=True)

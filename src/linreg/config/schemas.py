@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field, is_dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from linreg.config.validation import (
+    MISSING_CHOICES,
+    SUFFIXES,
     check_split_options,
     in_memory_bytes,
     physical_memory_bytes,
     require,
     split_sizes,
+    table_suffix,
     too_large_message,
 )
 from linreg.errors import ConfigError
@@ -81,6 +85,35 @@ class SyntheticDataConfig(DataConfig):
             data.n_features,
             f"needs fewer features than training rows ({n_train}) for a unique least-squares "
             "fit; raise data.n_samples or lower data.n_features",
+        )
+
+
+@dataclass
+class TableDataConfig(DataConfig):
+    SCHEMA: ClassVar[str] = "schema_data_table"
+    _target_: str = "linreg.data.table.TableDataModule"
+    path: str = MISSING
+    target: Any = MISSING  # a name, an index, or a list of either
+    features: Any = None
+    split_column: str | None = None
+    missing: str = "error"
+
+    @staticmethod
+    def check(data: DictConfig) -> None:
+        check_split_options(data, empty_eval_splits=True)
+        path = Path(data.path)
+        require(path.exists(), "data.path", data.path, "no such file or folder")
+        require(
+            table_suffix(path) is not None,
+            "data.path",
+            data.path,
+            f"unsupported file type; use one of {', '.join(SUFFIXES)} or a folder of .parquet",
+        )
+        require(
+            data.missing in MISSING_CHOICES,
+            "data.missing",
+            data.missing,
+            f"choose one of {', '.join(MISSING_CHOICES)}",
         )
 
 

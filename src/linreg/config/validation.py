@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -17,6 +18,22 @@ from linreg.errors import ConfigError
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 OBJECTIVES = ("val/loss", "val/mse", "val/mae")
 PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
+
+
+# The table files data=table reads.
+CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+NUMPY_SUFFIXES = (".npy", ".npz")
+SUFFIXES = (*CSV_SUFFIXES, *PARQUET_SUFFIXES, *NUMPY_SUFFIXES)
+MISSING_CHOICES = ("error", "drop")
+
+
+def table_suffix(path: Path) -> str | None:
+    """The supported suffix `path` ends with ("" for a folder of Parquet files), or None."""
+    if path.is_dir():
+        return ""
+    name = path.name.lower()
+    return next((suffix for suffix in SUFFIXES if name.endswith(suffix)), None)
 
 
 def require(ok: bool, key: str, value: Any, expectation: str) -> None:
@@ -55,12 +72,18 @@ def check_run_options(cfg: DictConfig) -> None:
     )
 
 
-def check_split_options(data: DictConfig) -> None:
-    """The keys every data source shares: batch size and split fractions."""
+def check_split_options(data: DictConfig, empty_eval_splits: bool = False) -> None:
+    """The keys every data source shares: batch size and split fractions. `empty_eval_splits`:
+    the source can measure validation and test on the training rows when they get none."""
     require(data.batch_size >= 1, "data.batch_size", data.batch_size, "must be >= 1")
     fractions = (data.train_fraction, data.val_fraction, data.test_fraction)
     for name, value in zip(("train", "val", "test"), fractions, strict=True):
-        require(0 < value < 1, f"data.{name}_fraction", value, "must be between 0 and 1")
+        if empty_eval_splits and name == "train":
+            require(0 < value <= 1, f"data.{name}_fraction", value, "must be in (0, 1]")
+        elif empty_eval_splits:
+            require(0 <= value < 1, f"data.{name}_fraction", value, "must be in [0, 1)")
+        else:
+            require(0 < value < 1, f"data.{name}_fraction", value, "must be between 0 and 1")
     if abs(sum(fractions) - 1) > 1e-6:
         raise ConfigError(
             "data.train_fraction, data.val_fraction and data.test_fraction must add up to 1, got "

@@ -42,6 +42,11 @@ class RegressionSource(ABC):
 
     n_features: int
     n_targets: int
+    # Column names where the source has them (a table's header); None: positions only.
+    feature_names: list[str] | None = None
+    target_names: list[str] | None = None
+    # Stages with no rows of their own (a tiny table), which measure the training rows instead.
+    measured_on_training_rows: tuple[str, ...] = ()
 
     @property
     def ground_truth(self) -> GroundTruth | None:

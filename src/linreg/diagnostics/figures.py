@@ -48,3 +48,28 @@ def weights_vs_truth(learned: np.ndarray, truth: np.ndarray) -> Figure:
         axes.set(xlabel="feature", ylabel="weight", title=f"target {target}")
         axes.legend()
     return figure
+
+
+def coefficients_figure(coefficients: dict[str, dict[str, dict]], limit: int = 30) -> Figure:
+    """Trained against least-squares coefficients (raw units, ± 2 standard errors where known),
+    one panel per target, the `limit` largest effects (the table's order)."""
+    n_targets = len(coefficients)
+    figure = Figure(figsize=(7, 0.3 * limit + 1.5 if n_targets == 1 else 4 * n_targets))
+    figure.set_layout_engine("constrained")
+    for axes, (target, rows) in zip(
+        np.atleast_1d(figure.subplots(n_targets, 1)), coefficients.items(), strict=True
+    ):
+        names = [name for name in rows if name != "(intercept)"][:limit]
+        positions = np.arange(len(names))
+        exact = np.array([rows[name]["least_squares"] for name in names])
+        errors = [rows[name]["std_error"] for name in names]
+        axes.barh(positions + 0.2, exact, height=0.4, label="least squares",
+                  xerr=None if None in errors else 2 * np.array(errors))  # fmt: skip
+        axes.barh(positions - 0.2, [rows[name]["trained"] for name in names], height=0.4,
+                  label="trained")  # fmt: skip
+        axes.set_yticks(positions, names)
+        axes.invert_yaxis()
+        shown = f"{len(names)} largest of {len(rows) - 1}" if len(rows) - 1 > limit else "all"
+        axes.set(xlabel="coefficient (raw units)", title=f"{target}: {shown} coefficients")
+        axes.legend()
+    return figure

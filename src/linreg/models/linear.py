@@ -12,8 +12,8 @@ from linreg.models.network import Network
 class LinearRegressor(Network):
     """y = W standardize(x) + b, computed with the standardisation folded into W and b."""
 
-    def __init__(self, n_features: int, n_targets: int) -> None:
-        super().__init__(n_features, n_targets)
+    def __init__(self, n_features: int, n_targets: int, **names: list[str] | None) -> None:
+        super().__init__(n_features, n_targets, **names)
         self.linear = nn.Linear(n_features, n_targets)
 
     def forward(self, features: Tensor) -> Tensor:

@@ -18,10 +18,14 @@ class MLP(Network):
     """`hidden_sizes` gives the width of each hidden layer: [64] is Linear -> ReLU -> Linear."""
 
     def __init__(
-        self, n_features: int, n_targets: int, hidden_sizes: Sequence[int] = (64,)
+        self,
+        n_features: int,
+        n_targets: int,
+        hidden_sizes: Sequence[int] = (64,),
+        **names: list[str] | None,
     ) -> None:
         hidden_sizes = [int(width) for width in hidden_sizes]
-        super().__init__(n_features, n_targets, hidden_sizes=hidden_sizes)
+        super().__init__(n_features, n_targets, hidden_sizes=hidden_sizes, **names)
         widths = [n_features, *hidden_sizes]
         layers: list[nn.Module] = []
         for width_in, width_out in itertools.pairwise(widths):

@@ -52,11 +52,28 @@ class Network(nn.Module):
     the checkpoint (plain values) and rebuild it there.
     """
 
-    def __init__(self, n_features: int, n_targets: int, **options: Any) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        n_targets: int,
+        feature_names: list[str] | None = None,
+        target_names: list[str] | None = None,
+        **options: Any,
+    ) -> None:
         super().__init__()
         self.n_features = n_features
         self.n_targets = n_targets
-        self.options = {"n_features": n_features, "n_targets": n_targets, **options}
+        # The data's column names, kept with the model (checkpoint, ONNX) so that predict.py can
+        # choose a table's columns by name; positions when the data has none.
+        self.feature_names = list(feature_names or (f"x{i}" for i in range(n_features)))
+        self.target_names = list(target_names or (f"y{i}" for i in range(n_targets)))
+        self.options = {
+            "n_features": n_features,
+            "n_targets": n_targets,
+            "feature_names": self.feature_names,
+            "target_names": self.target_names,
+            **options,
+        }
         self.standardize = Standardize(n_features)
 
     @property
@@ -71,6 +88,14 @@ class Network(nn.Module):
 
     def fit_standardization(self, train_features: Tensor) -> None:
         self.standardize.fit_(train_features)
+
+    @torch.no_grad()
+    def start_at_target_mean(self, train_targets: Tensor) -> None:
+        """Sets the output layer's bias to the training targets' mean: with standardised features
+        the first predictions are then near the mean, not near 0, however far from 0 the targets
+        lie (prices in the thousands), and no step size is spent walking the bias there."""
+        output = [module for module in self.modules() if isinstance(module, nn.Linear)][-1]
+        output.bias.copy_(train_targets.float().mean(0))
 
     @torch.no_grad()
     def coefficients(self) -> tuple[Tensor, Tensor] | None:

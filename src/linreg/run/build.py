@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 import lightning.pytorch as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 from linreg.data.module import RegressionDataModule
-from linreg.errors import ConfigError, first_line
+from linreg.errors import ConfigError, LinregError, first_line
 from linreg.models.module import OptimizerFactory, RegressionModule, SchedulerFactory
 from linreg.models.network import Network
 
@@ -35,19 +36,33 @@ def build(cfg: DictConfig) -> Built:
 
 
 def build_datamodule(data: DictConfig) -> RegressionDataModule:
-    datamodule: RegressionDataModule = instantiate(data)
+    try:
+        datamodule: RegressionDataModule = instantiate(data)
+    except InstantiationException as err:  # Hydra's wrapper around the source's own error
+        if isinstance(err.__cause__, LinregError):
+            raise err.__cause__ from None
+        raise
     datamodule.setup()
     return datamodule
 
 
 def build_network(cfg: DictConfig, datamodule: RegressionDataModule) -> Network:
-    """The config's network sized by the data, with standardisation fitted on the training split
-    only (streamed data is never whole: its statistics come from the first rows)."""
+    """The config's network sized by the data, with standardisation fitted and the output bias
+    started at the target mean on the training split only (streamed data is never whole: its
+    statistics come from the first rows)."""
     try:
-        network: Network = instantiate(cfg.model.net)(datamodule.n_features, datamodule.n_targets)
+        source = datamodule.source
+        network: Network = instantiate(cfg.model.net)(
+            datamodule.n_features,
+            datamodule.n_targets,
+            feature_names=source.feature_names,
+            target_names=source.target_names,
+        )
     except (TypeError, ValueError) as err:
         raise ConfigError(f"model.net: {first_line(err)}") from err
-    network.fit_standardization(datamodule.sample("train", STANDARDIZATION_ROWS)[0])
+    features, targets = datamodule.sample("train", STANDARDIZATION_ROWS)
+    network.fit_standardization(features)
+    network.start_at_target_mean(targets)
     return network
 
 

@@ -22,8 +22,9 @@ from omegaconf import DictConfig
 from linreg.config import validate
 from linreg.console import show_config, show_summary
 from linreg.data.module import RegressionDataModule
+from linreg.diagnostics.coefficients import coefficient_table
 from linreg.diagnostics.ground_truth import parameter_error, unavailable_reason
-from linreg.diagnostics.reference import reference_mse
+from linreg.diagnostics.reference import least_squares, mse_of
 from linreg.errors import RunInterruptedError
 from linreg.files import atomic_path, write_json_atomic
 from linreg.models.metrics import evaluate
@@ -35,6 +36,13 @@ from linreg.runs import CHECKPOINT_DIR, LAST_CHECKPOINT, load_checkpoint
 from linreg.serve.export import export_onnx, verify_onnx
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Scored:
+    metrics: dict[str, float]
+    coefficients: dict[str, Any] | None
+    notes: list[str]
 
 
 @dataclass
@@ -71,16 +79,16 @@ def train(
     clock.lap("test")
     # Reloading the file (not reusing the module) scores and exports exactly what it holds.
     network = network_from_checkpoint(load_checkpoint(tested.best_path), tested.best_path)
-    metrics, notes = score(network, built.datamodule, tested.test_metrics)
+    scored = score(network, built.datamodule, tested.test_metrics)
     clock.lap("evaluate")
     onnx_path = None
     if cfg.export.enabled:
         onnx_path = output_dir / cfg.export.filename
-        metrics["export/onnx_max_abs_diff"] = export_and_verify(
+        scored.metrics["export/onnx_max_abs_diff"] = export_and_verify(
             network, built.datamodule, onnx_path, cfg.export
         )
     clock.lap("export")
-    return record(cfg, built, tested, metrics, notes, onnx_path, clock, overrides)
+    return record(cfg, built, tested, scored, onnx_path, clock, overrides)
 
 
 def prepare(cfg: DictConfig, overrides: Sequence[str], choices: Mapping[str, Any]) -> DictConfig:
@@ -139,19 +147,31 @@ def test_best(built: Built) -> Tested:
 
 def score(
     network: Network, datamodule: RegressionDataModule, test_metrics: Mapping[str, float]
-) -> tuple[dict[str, float], list[str]]:
-    """The best network's metrics, the least-squares reference on the same data, and its distance
-    from the ground truth where the data has one and the network is linear (else a note why not)."""
+) -> Scored:
+    """The best network's metrics; the exact least-squares fit on the same training rows, its test
+    MSE and (for a linear network) both sets of named coefficients; the distance from the ground
+    truth where the data has one; and a note for each of those that could not be had."""
     metrics = {**evaluate(network, datamodule.batches("val"), prefix="val/"), **test_metrics}
-    metrics["reference/test_mse"] = reference_mse(
-        datamodule.batches("train"), datamodule.batches("test")
-    )
-    truth = datamodule.ground_truth
-    reason = unavailable_reason(network, truth)
-    if reason is None:
-        metrics.update(parameter_error(network, truth))
-    notes = [f"params/* not computed: {reason}"] if reason else []
-    return metrics, notes
+    fit = least_squares(datamodule.batches("train"))
+    metrics["reference/test_mse"] = mse_of(fit, datamodule.batches("test"))
+    notes = [
+        f"{stage}/* are measured on the training rows: the table gives the {stage} split no rows"
+        for stage in datamodule.source.measured_on_training_rows
+    ]
+    if not fit.unique:
+        notes.append(
+            f"the least-squares reference is not unique ({fit.rows} training rows, rank "
+            f"{fit.rank} of {network.n_features} features): the minimum-norm one is shown"
+        )
+    coefficients = coefficient_table(network, fit)
+    reason = unavailable_reason(network, datamodule.ground_truth)
+    if coefficients is None:
+        notes.append(f"coefficients and params/* not computed: {reason}")
+    elif reason:
+        notes.append(f"params/* not computed: {reason}")
+    else:
+        metrics.update(parameter_error(network, datamodule.ground_truth))
+    return Scored(metrics, coefficients, notes)
 
 
 def export_and_verify(
@@ -169,24 +189,27 @@ def record(
     cfg: DictConfig,
     built: Built,
     tested: Tested,
-    metrics: dict[str, float],
-    notes: list[str],
+    scored: Scored,
     onnx_path: Path | None,
     clock: StageClock,
     overrides: Sequence[str],
 ) -> float:
     """Hyper-parameters with final metrics for the loggers, metrics.json, the console summary."""
     trainer = built.trainer
+    metrics = scored.metrics
     output_dir = Path(cfg.paths.output_dir)
     last_path = output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
     log_hparams(trainer.loggers, cfg, metrics)
+    if scored.coefficients:
+        log_coefficients(trainer.loggers, scored.coefficients, trainer.global_step)
     summary = {
         "status": "completed",
         "objective": {"name": cfg.objective, "value": metrics[cfg.objective]},
         "metrics": dict(sorted(metrics.items())),
         "test_mse_gap_to_reference": metrics["test/mse"] / metrics["reference/test_mse"] - 1,
         "network": built.module.net.kind,
-        "notes": notes,
+        "coefficients": scored.coefficients,
+        "notes": scored.notes,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "optimizer_steps": tested.optimizer_steps,
@@ -232,6 +255,17 @@ def log_hparams(loggers: Sequence[Logger], cfg: DictConfig, metrics: dict[str, f
         else:
             logger.log_hyperparams(params)
         logger.finalize("success")
+
+
+def log_coefficients(loggers: Sequence[Logger], coefficients: dict[str, Any], step: int) -> None:
+    """The best model's coefficients next to least squares, as a TensorBoard figure."""
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            from linreg.diagnostics.figures import coefficients_figure  # matplotlib: on use
+
+            logger.experiment.add_figure(
+                "figures/coefficients", coefficients_figure(coefficients), step
+            )
 
 
 def _relative(path: Path, root: Path) -> str:
