@@ -11,7 +11,7 @@ from conftest import ROOT
 PACKAGE = ROOT / "src" / "linreg"
 # Lower first. A module may import its own layer and the layers before it, never a later one.
 LAYERS = (
-    {"errors", "files", "batches", "execution", "runs", "cli", "console"},
+    {"errors", "files", "formats", "batches", "execution", "runs", "cli", "console"},
     {"config"},
     {"data", "models"},
     {"diagnostics"},

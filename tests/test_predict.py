@@ -63,7 +63,10 @@ def test_csv_in_csv_out_matches_the_pytorch_model(
     out = tmp_path / "out.csv"
     result = predict(f"model={model_path}", f"input={csv}", f"output={out}", "chunk_rows=64")
     assert result.returncode == 0, result.stderr
-    predictions = np.loadtxt(out, delimiter=",", ndmin=2)
+    # A header of the model's feature names (x0, ...) is read by name; the output then names
+    # the target too.
+    assert (out.read_text().splitlines()[0] == "y0") == header
+    predictions = np.loadtxt(out, delimiter=",", ndmin=2, skiprows=int(header))
     assert predictions.shape == (500, 1)
     expected = torch_predictions(checkpoint, features)
     np.testing.assert_allclose(predictions, expected, rtol=1e-6, atol=1e-5)

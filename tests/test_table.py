@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -239,3 +241,58 @@ def test_a_bad_table_stops_the_cli_with_one_line_and_no_run_folder(
     assert result.stderr.startswith(message)
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("table")
+    path = write_csv(folder / "houses.csv", rows(2000))
+    run_dir = folder / "run"
+    result = run_cli([*QUIET, "data=table", f"data.path={path}", "data.target=price"], run_dir)
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+def run_predict(*args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(list(args), None, script="predict.py")
+
+
+@pytest.mark.parametrize("model", ["model.onnx", "checkpoints/last.ckpt"])
+def test_predict_picks_the_models_columns_by_name_in_any_order(
+    table_run: Path, tmp_path: Path, model: str
+) -> None:
+    columns = rows(50, seed=9)
+    # The training table's own layout, shuffled, with an extra column and the target present.
+    shuffled = {"note": np.arange(50.0), "c": columns["c"], "price": columns["price"],
+                "a": columns["a"], "b": columns["b"]}  # fmt: skip
+    write_csv(tmp_path / "new.csv", shuffled)
+    pq.write_table(pa.table(shuffled), tmp_path / "new.parquet")
+    expected = None
+    for name in ("new.csv", "new.parquet"):
+        out = tmp_path / f"{name}.out.csv"
+        result = run_predict(f"model={table_run / model}", f"input={tmp_path / name}",
+                             f"output={out}")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        lines = out.read_text().splitlines()
+        assert lines[0] == "price"
+        predicted = np.array([float(line) for line in lines[1:]])
+        # Within the model's own error; a column taken by position would be hundreds off.
+        np.testing.assert_allclose(predicted, columns["price"], atol=1.0)
+        expected = predicted if expected is None else expected
+        np.testing.assert_allclose(predicted, expected, rtol=1e-6)
+
+
+def test_predict_names_the_columns_a_table_lacks(table_run: Path, tmp_path: Path) -> None:
+    write_csv(tmp_path / "partial.csv", {"a": np.ones(3), "c": np.ones(3)})
+    result = run_predict(f"model={table_run}", f"input={tmp_path / 'partial.csv'}")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: input={tmp_path / 'partial.csv'} lacks the model's columns b (it has a, c)"
+    )
+
+
+def test_the_onnx_file_records_the_column_names(table_run: Path) -> None:
+    session = onnxruntime.InferenceSession(str(table_run / "model.onnx"))
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert json.loads(metadata["linreg.feature_names"]) == ["a", "b", "c"]
+    assert json.loads(metadata["linreg.target_names"]) == ["price"]

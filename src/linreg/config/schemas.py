@@ -17,17 +17,15 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from linreg.config.validation import (
-    MISSING_CHOICES,
-    SUFFIXES,
     check_split_options,
     in_memory_bytes,
     physical_memory_bytes,
     require,
     split_sizes,
-    table_suffix,
     too_large_message,
 )
 from linreg.errors import ConfigError
+from linreg.formats import MISSING_CHOICES, SUFFIXES, table_suffix
 
 
 @dataclass

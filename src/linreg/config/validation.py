@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -18,22 +17,6 @@ from linreg.errors import ConfigError
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 OBJECTIVES = ("val/loss", "val/mse", "val/mae")
 PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
-
-
-# The table files data=table reads.
-CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
-PARQUET_SUFFIXES = (".parquet", ".pq")
-NUMPY_SUFFIXES = (".npy", ".npz")
-SUFFIXES = (*CSV_SUFFIXES, *PARQUET_SUFFIXES, *NUMPY_SUFFIXES)
-MISSING_CHOICES = ("error", "drop")
-
-
-def table_suffix(path: Path) -> str | None:
-    """The supported suffix `path` ends with ("" for a folder of Parquet files), or None."""
-    if path.is_dir():
-        return ""
-    name = path.name.lower()
-    return next((suffix for suffix in SUFFIXES if name.endswith(suffix)), None)
 
 
 def require(ok: bool, key: str, value: Any, expectation: str) -> None:

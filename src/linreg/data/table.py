@@ -17,10 +17,10 @@ import pyarrow as pa
 import torch
 
 from linreg.batches import Batch
-from linreg.config.validation import CSV_SUFFIXES, PARQUET_SUFFIXES, table_suffix
 from linreg.data.module import RegressionDataModule
 from linreg.data.source import SPLITS, RegressionSource, StreamedSplit
 from linreg.errors import ConfigError, first_line
+from linreg.formats import CSV_SUFFIXES, PARQUET_SUFFIXES, table_suffix
 
 
 def read_table(path: Path, key: str = "data.path") -> pa.Table:

@@ -6,6 +6,7 @@ onnxscript), with a dynamic batch axis so the file serves any number of rows.
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Iterator
@@ -18,9 +19,8 @@ from torch import Tensor, nn
 
 from linreg.errors import ExportError
 from linreg.models.network import Network
+from linreg.serve import FEATURE_NAMES, INPUT_NAME, OUTPUT_NAME, TARGET_NAMES
 
-INPUT_NAME = "features"
-OUTPUT_NAME = "predictions"
 _CHATTY_LOGGERS = ("torch.onnx._internal.exporter._registration", "onnx_ir", "onnxscript")
 
 
@@ -45,7 +45,23 @@ def export_onnx(network: Network, path: Path, opset: int) -> Path:
             external_data=False,
             verbose=False,
         )
+    _record_names(path, network)
     return path
+
+
+def _record_names(path: Path, network: Network) -> None:
+    """The data's column names, as model metadata: predict.py picks a table's columns by them."""
+    import onnx
+
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(
+        model,
+        {
+            FEATURE_NAMES: json.dumps(network.feature_names),
+            TARGET_NAMES: json.dumps(network.target_names),
+        },
+    )
+    onnx.save(model, str(path))
 
 
 def verify_onnx(path: Path, model: nn.Module, features: Tensor, atol: float, rtol: float) -> float:

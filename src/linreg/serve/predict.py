@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import json
 import math
 import os
 import signal
@@ -27,7 +28,9 @@ import numpy as np
 from linreg.cli import exit_on_user_error
 from linreg.errors import LinregError, first_line
 from linreg.files import atomic_path
+from linreg.formats import CSV_SUFFIXES, PARQUET_SUFFIXES, table_suffix
 from linreg.runs import require_usable
+from linreg.serve import FEATURE_NAMES, TARGET_NAMES
 
 USAGE = (
     "usage: python predict.py model=<run folder|model.onnx|file.ckpt> input=<file.csv|file.npy|-> "
@@ -78,11 +81,14 @@ def parse_args(argv: Sequence[str]) -> PredictArgs:
 
 @dataclass
 class Predictor:
-    """A loaded model: how many features it takes, how many targets it gives, and the function."""
+    """A loaded model: how many features it takes, how many targets it gives, the function, and
+    the column names it was trained on (None for a model saved without them)."""
 
     n_features: int
     n_targets: int
     predict: Callable[[np.ndarray], np.ndarray]
+    feature_names: list[str] | None = None
+    target_names: list[str] | None = None
 
 
 def load_predictor(spec: str) -> Predictor:
@@ -111,10 +117,15 @@ def _onnx_predictor(path: Path) -> Predictor:
     except Exception as err:  # onnxruntime raises its own unexported exception types
         raise PredictError(f"model={path} is not a valid ONNX model: {first_line(err)}") from err
     (model_input,), (model_output,) = session.get_inputs(), session.get_outputs()
+    metadata = session.get_modelmeta().custom_metadata_map
+    names = [json.loads(metadata[key]) if key in metadata else None
+             for key in (FEATURE_NAMES, TARGET_NAMES)]  # fmt: skip
     return Predictor(
         n_features=model_input.shape[1],
         n_targets=model_output.shape[1],
         predict=lambda rows: session.run(None, {model_input.name: rows})[0],
+        feature_names=names[0],
+        target_names=names[1],
     )
 
 
@@ -134,7 +145,9 @@ def _checkpoint_predictor(path: Path) -> Predictor:
         with torch.inference_mode():
             return network(torch.from_numpy(rows)).numpy()
 
-    return Predictor(network.n_features, network.n_targets, predict)
+    return Predictor(
+        network.n_features, network.n_targets, predict, network.feature_names, network.target_names
+    )
 
 
 # ----------------------------------------------------------------------------------------- input
@@ -302,13 +315,130 @@ def _progress(total: int) -> Iterator[Callable[[int], object]]:
         yield bar.update
 
 
+# ------------------------------------------------------------------------- input, by column name
+
+
+def _by_name(args: PredictArgs, predictor: Predictor) -> bool:
+    """Whether to choose the input's columns by name: a Parquet table always; a CSV file whose
+    first line is a header of names that holds the model's features (in any order, among others).
+    A header of the model's width that does not name its features is skipped, and the columns are
+    taken by position, as for a CSV without one; a narrower or wider header must name them."""
+    path = Path(args.input)
+    names = _header_names(path, args)
+    if names is None:
+        return False
+    wanted = predictor.feature_names
+    missing = [name for name in wanted or () if name not in names]
+    if wanted and not missing:
+        return True
+    if table_suffix(path) in CSV_SUFFIXES and len(names) == predictor.n_features:
+        return False
+    if not wanted:
+        raise PredictError(
+            f"input={args.input} has columns by name, but model={args.model} records no names: "
+            f"give its {predictor.n_features} features by position"
+        )
+    raise PredictError(
+        f"input={args.input} lacks the model's columns {', '.join(missing)} "
+        f"(it has {', '.join(names[:20])}{', ...' if len(names) > 20 else ''})"
+    )
+
+
+def _header_names(path: Path, args: PredictArgs) -> list[str] | None:
+    """The input's column names, where it has them: Parquet's schema, a CSV file's header."""
+    if args.input == "-" or not path.exists():
+        return None
+    suffix = table_suffix(path)
+    if suffix in PARQUET_SUFFIXES or suffix == "":
+        import pyarrow.parquet as pq
+
+        files = sorted(path.glob("*.parquet")) if suffix == "" else [path]
+        if not files:
+            raise PredictError(f"input={args.input} is a folder with no .parquet files")
+        return list(pq.read_schema(files[0]).names)
+    if suffix not in CSV_SUFFIXES or args.header == "no" or path.stat().st_size == 0:
+        return None
+    first = _first_line(path)
+    cells = [cell.strip() for cell in first.rstrip("\r\n").split(",")]
+    if args.header == "yes" or all(cell and not _is_number(cell) for cell in cells):
+        return cells
+    return None
+
+
+def _first_line(path: Path) -> str:
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+            return handle.readline(1 << 20)
+    except (UnicodeDecodeError, OSError):
+        return ""  # not a header: the positional reader names the problem
+
+
+def read_named_chunks(path: Path, names: list[str], chunk_rows: int) -> Iterator[np.ndarray]:
+    """float32 chunks of the named columns, in the model's order, read by pyarrow in pieces."""
+    import pyarrow as pa
+
+    rows = 0
+    try:
+        for batch in _record_batches(path, names, chunk_rows):
+            columns = [batch.column(name) for name in names]
+            for name, column in zip(names, columns, strict=True):
+                if column.null_count:
+                    raise PredictError(
+                        f"input={path}: column {name!r} has {column.null_count} missing values "
+                        f"in rows {rows + 1}-{rows + len(batch)}"
+                    )
+            chunk = np.column_stack([c.to_numpy(zero_copy_only=False) for c in columns])
+            chunk = chunk.astype(np.float32, copy=False)
+            if not np.isfinite(chunk).all():
+                row, column = np.argwhere(~np.isfinite(chunk))[0]
+                raise PredictError(
+                    f"input={path} row {rows + row + 1}, column {names[column]!r}: "
+                    f"{chunk[row, column]} is not finite"
+                )
+            rows += len(chunk)
+            if len(chunk):
+                yield chunk
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise PredictError(f"input={path}: {first_line(err)}") from err
+    if rows == 0:
+        raise PredictError(f"input={path} holds no data rows")
+
+
+def _record_batches(path: Path, names: list[str], chunk_rows: int) -> Iterator[object]:
+    import pyarrow as pa
+
+    suffix = table_suffix(path)
+    if suffix in CSV_SUFFIXES:
+        import pyarrow.csv as csv
+
+        delimiter = "\t" if suffix.startswith(".tsv") else ","
+        yield from csv.open_csv(
+            path,
+            parse_options=csv.ParseOptions(delimiter=delimiter),
+            convert_options=csv.ConvertOptions(
+                include_columns=names, column_types=dict.fromkeys(names, pa.float64())
+            ),
+        )
+        return
+    import pyarrow.parquet as pq
+
+    for file in sorted(path.glob("*.parquet")) if suffix == "" else [path]:
+        yield from pq.ParquetFile(file).iter_batches(batch_size=chunk_rows, columns=names)
+
+
 # ---------------------------------------------------------------------------------------- output
 
 
-def write_predictions(chunks: Iterator[np.ndarray], output: str, n_targets: int) -> int:
-    """Write every chunk; a file appears only complete (temporary file, then rename)."""
+def write_predictions(
+    chunks: Iterator[np.ndarray], output: str, n_targets: int, header: list[str] | None = None
+) -> int:
+    """Write every chunk; a file appears only complete (temporary file, then rename). A CSV gets
+    a header of the target names when the input was read by column name."""
     if output == "-":
-        return _write_csv(chunks, sys.stdout)
+        return _write_csv(chunks, sys.stdout, header)
     target = Path(output)
     if target.is_dir():
         raise PredictError(f"output={output} is a folder; name a file in it")
@@ -319,10 +449,12 @@ def write_predictions(chunks: Iterator[np.ndarray], output: str, n_targets: int)
             with tmp.open("wb") as handle:
                 return _write_npy(chunks, handle, tmp, n_targets)
         with tmp.open("w") as handle:
-            return _write_csv(chunks, handle)
+            return _write_csv(chunks, handle, header)
 
 
-def _write_csv(chunks: Iterator[np.ndarray], handle: IO[str]) -> int:
+def _write_csv(chunks: Iterator[np.ndarray], handle: IO[str], header: list[str] | None) -> int:
+    if header:
+        handle.write(",".join(header) + "\n")
     rows = 0
     for chunk in chunks:
         np.savetxt(handle, chunk, delimiter=",", fmt="%.9g")
@@ -352,9 +484,13 @@ def _write_npy(chunks: Iterator[np.ndarray], handle: IO[bytes], tmp: Path, n_tar
 def predict(args: PredictArgs) -> int:
     """Run the whole prediction; returns the number of rows written."""
     predictor = load_predictor(args.model)
-    chunks = read_chunks(args, predictor.n_features)
+    if _by_name(args, predictor):
+        chunks = read_named_chunks(Path(args.input), predictor.feature_names, args.chunk_rows)
+        header = predictor.target_names
+    else:
+        chunks, header = read_chunks(args, predictor.n_features), None
     return write_predictions(
-        (predictor.predict(chunk) for chunk in chunks), args.output, predictor.n_targets
+        (predictor.predict(chunk) for chunk in chunks), args.output, predictor.n_targets, header
     )
 
 
