@@ -296,3 +296,34 @@ def test_the_onnx_file_records_the_column_names(table_run: Path) -> None:
     metadata = session.get_modelmeta().custom_metadata_map
     assert json.loads(metadata["linreg.feature_names"]) == ["a", "b", "c"]
     assert json.loads(metadata["linreg.target_names"]) == ["price"]
+
+
+def test_eval_scores_a_table_model_on_every_row_of_another_table(
+    table_run: Path, tmp_path: Path
+) -> None:
+    columns = rows(300, seed=11)
+    other = write_csv(tmp_path / "other.csv", {"c": columns["c"], "extra": np.zeros(300),
+                                               "price": columns["price"], "b": columns["b"],
+                                               "a": columns["a"]})  # fmt: skip
+    result = run_cli([f"ckpt_path={table_run}", f"data.path={other}"], tmp_path / "eval",
+                     script="eval.py")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert (evaluated["data"], evaluated["rows"]) == (str(other), 300)
+    # What predict.py gives on the same rows, scored by hand.
+    predicted = tmp_path / "predicted.csv"
+    assert (
+        run_predict(f"model={table_run}", f"input={other}", f"output={predicted}").returncode == 0
+    )
+    errors = np.loadtxt(predicted, skiprows=1) - columns["price"]
+    assert evaluated["metrics"]["test/mse"] == pytest.approx(np.mean(errors**2), rel=1e-3)
+
+
+def test_eval_on_another_table_needs_a_model_trained_on_a_table(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    other = write_csv(tmp_path / "other.csv", rows(20))
+    result = run_cli([f"ckpt_path={trained_run}", f"data.path={other}"], tmp_path / "eval",
+                     script="eval.py")  # fmt: skip
+    assert result.returncode == 1
+    assert "not on a table; score a table model" in result.stderr

@@ -272,11 +272,19 @@ class TrainConfig:
 
 
 @dataclass
+class EvalDataConfig:
+    # Another table to score the model on (all of its rows); null: the run's own test split.
+    path: str | None = None
+
+
+@dataclass
 class EvalConfig:
-    """`eval.py`: which checkpoint, and where; the data comes from the run's own config."""
+    """`eval.py`: which checkpoint, and where; the data comes from the run's own config, or
+    another table (`data.path`) read with the model's own columns."""
 
     SCHEMA: ClassVar[str] = "eval_schema"
     ckpt_path: str = MISSING
+    data: EvalDataConfig = field(default_factory=EvalDataConfig)
     accelerator: str = "cpu"
     task_name: str = "eval"
 

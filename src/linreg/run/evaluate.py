@@ -1,4 +1,5 @@
-"""Score a saved checkpoint on the test split of the data its run was trained on."""
+"""Score a saved checkpoint on the test split of the data its run was trained on, or on another
+table."""
 
 from __future__ import annotations
 
@@ -11,15 +12,18 @@ from omegaconf import DictConfig, OmegaConf
 from linreg.errors import ConfigError
 from linreg.files import write_json_atomic
 from linreg.models.module import RegressionModule
+from linreg.models.network import Network
 from linreg.run.build import build_datamodule, require_accelerator
 from linreg.run.resume import check_checkpoint_fits
 from linreg.runs import find_checkpoint, load_checkpoint, load_run_config, run_dir_of
 
 log = logging.getLogger(__name__)
+TABLE_DATAMODULE = "linreg.data.table.TableDataModule"
 
 
 def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
-    """Test metrics of `cfg.ckpt_path`, computed as in training; also written to metrics.json."""
+    """Test metrics of `cfg.ckpt_path`, computed as in training, on its run's test split or on
+    every row of another table; also written to metrics.json."""
     if OmegaConf.is_missing(cfg, "ckpt_path"):
         raise ConfigError("ckpt_path is required: python eval.py ckpt_path=<run folder or .ckpt>")
     require_accelerator(cfg.accelerator)
@@ -29,7 +33,10 @@ def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     run_cfg = load_run_config(run_dir)
     check_checkpoint_fits(checkpoint, run_cfg, checkpoint_path)
     module = RegressionModule.from_checkpoint(checkpoint, checkpoint_path)
-    datamodule = build_datamodule(run_cfg.data)
+    data = run_cfg.data
+    if cfg.data.path:
+        data = another_table(run_cfg.data, cfg.data.path, module.net)
+    datamodule = build_datamodule(data)
     trainer = pl.Trainer(
         accelerator=cfg.accelerator,
         devices=1,
@@ -39,10 +46,33 @@ def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         enable_model_summary=False,
     )
     (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
-    summary = {"checkpoint": str(checkpoint_path), "run_dir": str(run_dir), "metrics": metrics}
+    summary = {
+        "checkpoint": str(checkpoint_path),
+        "run_dir": str(run_dir),
+        "data": cfg.data.path or "the run's test split",
+        "rows": len(datamodule.split("test")[0]) if not datamodule.streaming else None,
+        "metrics": metrics,
+    }
     write_json_atomic(output_dir / "metrics.json", summary)
     for name, value in sorted(metrics.items()):
         log.info("%-24s %.6g", name, value)
     log.info("checkpoint: %s", checkpoint_path)
     log.info("written to: %s", output_dir / "metrics.json")
     return metrics
+
+
+def another_table(run_data: DictConfig, path: str, network: Network) -> DictConfig:
+    """The run's data config pointed at another table, whose rows all form the test split and
+    whose columns are chosen by the names the model was trained on."""
+    if run_data.get("_target_") != TABLE_DATAMODULE:
+        raise ConfigError(
+            f"data.path={path}: this model was trained on {run_data.get('_target_')}, not on a "
+            "table; score a table model (trained with data=table) on another table"
+        )
+    data = OmegaConf.create(OmegaConf.to_container(run_data, resolve=True))
+    data.merge_with({
+        "path": path, "features": network.feature_names, "target": network.target_names,
+        "split_column": None, "train_fraction": 1.0, "val_fraction": 0.0, "test_fraction": 0.0,
+        "streaming": False,
+    })  # fmt: skip
+    return data
