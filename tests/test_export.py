@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnxruntime
 import pytest
 import torch
+from conftest import ROOT
 
 from linreg.errors import ExportError
 from linreg.models.linear import LinearRegressor
@@ -80,3 +82,22 @@ def test_verify_fails_loudly_when_onnx_and_torch_disagree(
         ExportError, match=r"disagrees with PyTorch on 37 rows: max abs diff 0\.001"
     ):
         verify_onnx(path, regressor, torch.randn(37, 6), atol=1e-5, rtol=1e-6)
+
+
+def test_onnx_agrees_with_torch_on_raw_values_far_from_zero(tmp_path: Path) -> None:
+    # Longley's fit: a year column times 1829 and an intercept of -3.5 million cancel to about
+    # 65,000. Folded into one float32 sum, PyTorch and onnxruntime lose different digits (0.1
+    # apart); standardising first, as evaluation and export do, keeps them together.
+    table = np.genfromtxt(ROOT / "examples" / "longley.csv", delimiter=",", skip_header=1)
+    features = torch.tensor(table[:, 1:], dtype=torch.float32)
+    regressor = LinearRegressor(6, 1)
+    regressor.standardize.fit_(features)
+    raw_weight = torch.tensor([[15.06, -0.0358, -2.02, -1.033, -0.0511, 1829.15]])
+    with torch.no_grad():
+        regressor.linear.weight.copy_(raw_weight * regressor.standardize.std)
+        regressor.linear.bias.copy_(-3482258.6 + raw_weight @ regressor.standardize.mean)
+    path = export_onnx(regressor.eval(), tmp_path / "model.onnx", opset=20)
+    assert verify_onnx(path, regressor, features, atol=1e-5, rtol=1e-6) < 0.01
+    predicted = regressor(features)[:, 0]
+    torch.testing.assert_close(predicted, torch.tensor(table[:, 0], dtype=torch.float32),
+                               atol=1000, rtol=0)  # fmt: skip

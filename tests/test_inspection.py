@@ -30,6 +30,7 @@ def events(run_dir: Path) -> EventAccumulator:
 def test_event_files_hold_figures_weight_histograms_and_the_graph(trained_run: Path) -> None:
     tags = events(trained_run).Tags()
     assert set(tags["images"]) == {
+        "figures/coefficients",  # the best checkpoint's, next to least squares
         "figures/predicted_vs_true",
         "figures/residuals",
         "figures/weights_vs_truth",

@@ -17,9 +17,14 @@ class LinearRegressor(Network):
         self.linear = nn.Linear(n_features, n_targets)
 
     def forward(self, features: Tensor) -> Tensor:
-        # linear(standardize(x)) with the standardisation folded into the (tiny) weights: the same
-        # function and gradients, without two element-wise passes over every batch.
-        return F.linear(features, *self.folded_parameters())
+        if self.training:
+            # The standardisation folded into the (tiny) weights: the same function and
+            # gradients, without two element-wise passes over every training batch.
+            return F.linear(features, *self.folded_parameters())
+        # Evaluation, prediction and the exported graph standardise first: on raw values far from
+        # 0 (a year, prices in the millions) the folded sum cancels large terms and loses digits
+        # in float32, and two implementations (PyTorch, onnxruntime) would lose different ones.
+        return self.linear(self.standardize(features))
 
     def folded_parameters(self) -> tuple[Tensor, Tensor]:
         """Weight and bias in raw-feature units: W / std and b - (W / std) @ mean."""
