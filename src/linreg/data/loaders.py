@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from linreg.batches import Batch, to_device
-from linreg.data.source import StreamedSplit
 
 
 def derived_seed(*parts: int) -> int:
@@ -102,15 +102,15 @@ class WholeBatchLoader:
 
 
 class StreamingLoader:
-    """Batches of a StreamedSplit in a per-epoch shuffled order of batch indices (a batch keeps its
-    rows together). Under DDP each process takes every world_size-th batch, and the last few
+    """Numbered batches (`n_batches`, `batch(index, device)`) in a per-epoch shuffled order of
+    batch indices. Under DDP each process takes every world_size-th batch, and the last few
     batches that cannot be shared out evenly are skipped that epoch."""
 
     batch_sampler = None
 
     def __init__(
         self,
-        split: StreamedSplit,
+        split: Any,  # a SyntheticStream: numbered batches, drawn on demand
         sampler: EpochShuffler | None,
         device: torch.device,
         rank: int = 0,

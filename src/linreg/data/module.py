@@ -10,8 +10,8 @@ import lightning.pytorch as pl
 import torch
 
 from linreg.batches import Batch
-from linreg.data.loaders import EpochShuffler, StreamingLoader, WholeBatchLoader
-from linreg.data.source import GroundTruth, RegressionSource, StreamedSplit
+from linreg.data.loaders import EpochShuffler, WholeBatchLoader
+from linreg.data.source import GroundTruth, RegressionSource, SplitLoader, StreamedSplit
 from linreg.execution import Executions
 
 
@@ -72,9 +72,7 @@ class RegressionDataModule(pl.LightningDataModule):
         if not self.streaming:
             yield self.splits[name]
             return
-        stream = self.streams[name]
-        for index in range(stream.n_batches):
-            yield stream.batch(index, torch.device("cpu"))
+        yield from self.streams[name].loader(None, torch.device("cpu"))
 
     def sample(self, name: str, n_rows: int) -> Batch:
         """The first `n_rows` rows (at most) of a split, on the CPU."""
@@ -86,7 +84,7 @@ class RegressionDataModule(pl.LightningDataModule):
                 break
         return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
 
-    def _loader(self, name: str, shuffle: bool) -> WholeBatchLoader | StreamingLoader:
+    def _loader(self, name: str, shuffle: bool) -> SplitLoader:
         # In memory, moved to the training device here, once per fit/test, never per batch;
         # streamed, each batch is read on the CPU and copied to the device.
         trainer = self.trainer
@@ -94,21 +92,20 @@ class RegressionDataModule(pl.LightningDataModule):
         rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         self.setup()
         if self.streaming:
-            stream = self.streams[name]
-            sampler = EpochShuffler(stream.n_batches, self.seed) if shuffle else None
-            return StreamingLoader(stream, sampler, device, rank, world_size)
+            seed = self.seed if shuffle else None
+            return self.streams[name].loader(seed, device, rank, world_size)
         features, targets = (t.to(device) for t in self.split(name))
         sampler = EpochShuffler(len(features), self.seed) if shuffle else None
         return WholeBatchLoader(features, targets, self.batch_size, sampler, rank, world_size)
 
-    def train_dataloader(self) -> WholeBatchLoader | StreamingLoader | Executions:
+    def train_dataloader(self) -> SplitLoader | Executions:
         """Batches, or executions of `steps_per_execution` batches."""
         loader = self._loader("train", shuffle=self.shuffle)
         steps = self.steps_per_execution
         return Executions(loader, steps) if steps > 1 else loader
 
-    def val_dataloader(self) -> WholeBatchLoader | StreamingLoader:
+    def val_dataloader(self) -> SplitLoader:
         return self._loader("val", shuffle=False)
 
-    def test_dataloader(self) -> WholeBatchLoader | StreamingLoader:
+    def test_dataloader(self) -> SplitLoader:
         return self._loader("test", shuffle=False)

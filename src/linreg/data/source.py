@@ -8,8 +8,9 @@ uses those parameters asks `ground_truth` and steps aside when it is None, as fo
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -28,13 +29,27 @@ class GroundTruth:
     noise_std: float
 
 
+class SplitLoader(Protocol):
+    """What Lightning iterates: batches on a device; `sampler` gets the epoch (`set_epoch`)."""
+
+    sampler: Any
+    batch_sampler: None
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Batch]: ...
+
+
 class StreamedSplit(Protocol):
-    """A split served one batch at a time, never held whole: batch i is the same rows every time."""
+    """A split served a batch at a time, never held whole."""
 
     n_rows: int
-    n_batches: int
 
-    def batch(self, index: int, device: torch.device) -> Batch: ...
+    def loader(
+        self, shuffle_seed: int | None, device: torch.device, rank: int = 0, world_size: int = 1
+    ) -> SplitLoader:
+        """The split's batches for this process (of `world_size`), shuffled per epoch from
+        `shuffle_seed`, or in the source's own order when it is None."""
 
 
 class RegressionSource(ABC):

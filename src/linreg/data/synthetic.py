@@ -14,7 +14,7 @@ import torch
 
 from linreg.batches import Batch, to_device
 from linreg.config.validation import split_sizes, too_large_message
-from linreg.data.loaders import derived_seed
+from linreg.data.loaders import EpochShuffler, StreamingLoader, derived_seed
 from linreg.data.module import RegressionDataModule
 from linreg.data.source import SPLITS, GroundTruth, RegressionSource
 from linreg.errors import ConfigError
@@ -87,6 +87,14 @@ class SyntheticStream:
             generator, rows, self.truth, self.feature_scale, self.feature_offset
         )
         return to_device(features, device), to_device(targets, device)
+
+    def loader(
+        self, shuffle_seed: int | None, device: torch.device, rank: int = 0, world_size: int = 1
+    ) -> StreamingLoader:
+        """Batches in a per-epoch shuffled order of batch indices (rows within a batch are
+        i.i.d. already), or in index order."""
+        sampler = EpochShuffler(self.n_batches, shuffle_seed) if shuffle_seed is not None else None
+        return StreamingLoader(self, sampler, device, rank, world_size)
 
 
 class SyntheticSource(RegressionSource):

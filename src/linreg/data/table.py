@@ -1,14 +1,16 @@
 """A user's own table as a data source: CSV or TSV (optionally .gz), Parquet (one file, or a folder
 of files with one schema), or a NumPy .npy/.npz array.
 
-Read with pyarrow; column names are kept end to end (a NumPy array's columns are `column_0`, ...,
-and are chosen by index). A row's split depends only on the seed and its position in the table (or
-on a split column), so the same rows land in the same split however the table is read.
+Read with pyarrow, only the columns a run uses; column names are kept end to end (a NumPy array's
+columns are `column_0`, ... and are chosen by index). A row's split depends only on the seed and its
+position in the table (or on a split column), so in-memory and streamed runs split alike. Streamed
+(`data.streaming=true`), the table is read piece by piece (Parquet row groups, CSV blocks, slices
+of a memory-mapped .npy) and never held whole.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,98 +18,123 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from linreg.batches import Batch
+from linreg.batches import Batch, to_device
+from linreg.data.loaders import EpochShuffler, derived_seed
 from linreg.data.module import RegressionDataModule
-from linreg.data.source import SPLITS, RegressionSource, StreamedSplit
+from linreg.data.source import SPLITS, RegressionSource
 from linreg.errors import ConfigError, first_line
 from linreg.formats import CSV_SUFFIXES, PARQUET_SUFFIXES, table_suffix
 
-
-def read_table(path: Path, key: str = "data.path") -> pa.Table:
-    """The whole table, columns as the file names them."""
-    suffix = table_suffix(path)
-    try:
-        if suffix in CSV_SUFFIXES:
-            import pyarrow.csv as csv
-
-            delimiter = "\t" if suffix.startswith(".tsv") else ","
-            return csv.read_csv(path, parse_options=csv.ParseOptions(delimiter=delimiter))
-        if suffix in PARQUET_SUFFIXES:
-            import pyarrow.parquet as pq
-
-            return pq.read_table(path)
-        if suffix == "":
-            return _read_parquet_folder(path, key)
-        return _read_numpy(path, key)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError) as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(f"{key}={path} is not a readable table: {first_line(err)}") from err
+NUMPY_PIECE_ROWS = 1 << 20
+CSV_BLOCK_BYTES = 16 << 20
+Piece = tuple[int, int, np.ndarray, np.ndarray | None]  # index, first row, values, split labels
 
 
-def _read_parquet_folder(folder: Path, key: str) -> pa.Table:
+# --------------------------------------------------------------------------------------- reading
+
+
+def parquet_files(path: Path) -> list[Path]:
+    """The Parquet files of a file or folder; a folder's files must share one schema."""
     import pyarrow.parquet as pq
 
-    files = sorted(p for p in folder.iterdir() if p.name.lower().endswith(PARQUET_SUFFIXES))
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.name.lower().endswith(PARQUET_SUFFIXES))
     if not files:
-        raise ConfigError(f"{key}={folder} is a folder with no .parquet files")
+        raise ConfigError(f"data.path={path} is a folder with no .parquet files")
     first = pq.read_schema(files[0])
     for other in files[1:]:
-        if not pq.read_schema(other).equals(first):
+        schema = pq.read_schema(other)
+        if not schema.equals(first):
             raise ConfigError(
-                f"{key}={folder}: {other.name} has other columns than {files[0].name} "
-                f"({', '.join(pq.read_schema(other).names)} vs {', '.join(first.names)}); "
-                "every file of a folder needs the same schema"
+                f"data.path={path}: {other.name} has other columns than {files[0].name} "
+                f"({', '.join(schema.names)} vs {', '.join(first.names)}); every file of a "
+                "folder needs the same schema"
             )
-    return pa.concat_tables(pq.read_table(file) for file in files)
+    return files
 
 
-def _read_numpy(path: Path, key: str) -> pa.Table:
-    array = np.load(path, allow_pickle=False)
-    if isinstance(array, np.lib.npyio.NpzFile):
-        names = list(array.files)
-        if len(names) != 1:
-            raise ConfigError(
-                f"{key}={path} holds {len(names)} arrays ({', '.join(names)}); save one 2-d "
-                "array of rows (features and targets side by side)"
-            )
-        array = array[names[0]]
+def _csv_options(path: Path, columns: Sequence[str] | None = None) -> dict[str, Any]:
+    import pyarrow.csv as csv
+
+    delimiter = "\t" if table_suffix(path).startswith(".tsv") else ","
+    options: dict[str, Any] = {"parse_options": csv.ParseOptions(delimiter=delimiter)}
+    if columns is not None:
+        options["convert_options"] = csv.ConvertOptions(include_columns=list(columns))
+    return options
+
+
+def _numpy_array(path: Path) -> np.ndarray:
+    """A .npy memory-mapped (never read whole), or the one array of a .npz."""
+    if table_suffix(path) == ".npy":
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    else:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            if len(names) != 1:
+                raise ConfigError(
+                    f"data.path={path} holds {len(names)} arrays ({', '.join(names)}); save one "
+                    "2-d array of rows (features and targets side by side)"
+                )
+            array = archive[names[0]]
     if array.ndim != 2 or array.dtype.kind not in "fiub":
         raise ConfigError(
-            f"{key}={path} holds a {array.dtype} array of shape {array.shape}; expected a 2-d "
-            "array of numbers, one row per example"
+            f"data.path={path} holds a {array.dtype} array of shape {array.shape}; expected a "
+            "2-d array of numbers, one row per example"
         )
-    return pa.table({f"column_{i}": array[:, i] for i in range(array.shape[1])})
+    return array
 
 
-def _names(table: pa.Table, wanted: Any, key: str, path: Path) -> list[str]:
+def column_names(path: Path) -> list[str]:
+    """The table's column names, from its schema or header only."""
+    suffix = table_suffix(path)
+    if suffix in CSV_SUFFIXES:
+        import pyarrow.csv as csv
+
+        with csv.open_csv(path, **_csv_options(path)) as reader:
+            return list(reader.schema.names)
+    if suffix in (*PARQUET_SUFFIXES, ""):
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(parquet_files(path)[0]).names)
+    return [f"column_{i}" for i in range(_numpy_array(path).shape[1])]
+
+
+def _readable(error: Exception, path: Path) -> ConfigError:
+    return ConfigError(f"data.path={path} is not a readable table: {first_line(error)}")
+
+
+# ---------------------------------------------------------------------------------------- source
+
+
+def _names(all_names: list[str], wanted: Any, key: str, path: Path) -> list[str]:
     """Column names for `wanted` (a name, an index, or a list of either)."""
-    names = table.column_names
     items = (
         list(wanted) if isinstance(wanted, Sequence) and not isinstance(wanted, str) else [wanted]
     )
     chosen = []
     for item in items:
         if isinstance(item, int) and not isinstance(item, bool):
-            if not -len(names) <= item < len(names):
+            if not -len(all_names) <= item < len(all_names):
                 raise ConfigError(
-                    f"{key}={item}: {path} has {len(names)} columns (indices 0 to "
-                    f"{len(names) - 1}, or -1 for the last)"
+                    f"{key}={item}: {path} has {len(all_names)} columns (indices 0 to "
+                    f"{len(all_names) - 1}, or -1 for the last)"
                 )
-            chosen.append(names[item])
-        elif str(item) in names:
+            chosen.append(all_names[item])
+        elif str(item) in all_names:
             chosen.append(str(item))
         else:
-            shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+            shown = ", ".join(all_names[:20]) + (", ..." if len(all_names) > 20 else "")
             raise ConfigError(f"{key}={item}: no such column in {path}; its columns are {shown}")
     return chosen
 
 
-def _split_codes(n_rows: int, fractions: Sequence[float], seed: int) -> np.ndarray:
-    """0/1/2 (train/val/test) per row position: a hash of (seed, position), so a row's split does
-    not depend on how the table is read or chunked."""
+def split_codes(first_row: int, n_rows: int, fractions: Sequence[float], seed: int) -> np.ndarray:
+    """0/1/2 (train/val/test) for rows first_row, ..., first_row + n_rows - 1: a hash of (seed,
+    position), so a row's split does not depend on how the table is read or chunked."""
     with np.errstate(over="ignore"):  # splitmix64: wrapping arithmetic is the point
-        state = np.arange(n_rows, dtype=np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+        state = np.arange(first_row, first_row + n_rows, dtype=np.uint64)
+        state += np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
         state = (state ^ (state >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         state = (state ^ (state >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         state = state ^ (state >> np.uint64(31))
@@ -133,17 +160,25 @@ class TableSource(RegressionSource):
         self.missing = missing
         self.fractions = fractions
         self.seed = seed
-        self.split_column = split_column
-        self.table = read_table(self.path)
-        self._check_unique_names()
-        self.target_names = _names(self.table, target, "data.target", self.path)
-        reserved = {*self.target_names, *([split_column] if split_column else [])}
-        if split_column:
-            _names(self.table, split_column, "data.split_column", self.path)
+        try:
+            names = column_names(self.path)
+        except (pa.ArrowInvalid, OSError, ValueError) as err:
+            raise _readable(err, self.path) from err
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ConfigError(
+                f"data.path={self.path} has duplicate column names: {', '.join(duplicates)}; "
+                "rename them so each column can be chosen by name"
+            )
+        self.target_names = _names(names, target, "data.target", self.path)
+        self.split_column = (
+            _names(names, split_column, "data.split_column", self.path)[0] if split_column else None
+        )
+        reserved = {*self.target_names, self.split_column}
         if features is None:
-            self.feature_names = [n for n in self.table.column_names if n not in reserved]
+            self.feature_names = [name for name in names if name not in reserved]
         else:
-            self.feature_names = _names(self.table, features, "data.features", self.path)
+            self.feature_names = _names(names, features, "data.features", self.path)
             both = sorted(set(self.feature_names) & reserved)
             if both:
                 raise ConfigError(f"data.features: {', '.join(both)} is also the target or split")
@@ -151,83 +186,214 @@ class TableSource(RegressionSource):
             raise ConfigError(f"data.features: {self.path} has no columns left to use as features")
         self.n_features = len(self.feature_names)
         self.n_targets = len(self.target_names)
+        self.columns = [*self.feature_names, *self.target_names]
 
-    def _check_unique_names(self) -> None:
-        names = self.table.column_names
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ConfigError(
-                f"data.path={self.path} has duplicate column names: {', '.join(duplicates)}; "
-                "rename them so each column can be chosen by name"
-            )
+    # -- reading whole, or piece by piece
 
     def load(self) -> dict[str, Batch]:
-        columns = [*self.feature_names, *self.target_names]
-        values = np.column_stack([self._numbers(name) for name in columns])
-        keep = self._rows_to_keep(values, columns)
-        self._check_finite(values, columns, keep)
-        codes = self._split_codes(keep)
-        features = values[:, : self.n_features]
-        self._check_not_constant(features[keep])
-        targets = values[:, self.n_features :]
+        (_, _, values, labels), *_ = self._whole()
+        keep = self.checked_rows(0, values)
+        if not keep.any():
+            raise self._nothing_left()
+        codes = self.split_codes_at(0, len(values), labels)
+        self._check_not_constant(values[keep, : self.n_features])
         splits = {}
         for code, name in enumerate(SPLITS):
-            rows = keep & (codes == code)
+            rows = values[keep & (codes == code)]
             splits[name] = (
-                torch.from_numpy(features[rows].astype(np.float32)),
-                torch.from_numpy(targets[rows].astype(np.float32)),
+                torch.from_numpy(rows[:, : self.n_features].astype(np.float32)),
+                torch.from_numpy(rows[:, self.n_features :].astype(np.float32)),
             )
-        return self._with_training_rows_for_empty_splits(splits)
+        if len(splits["train"][0]) == 0:
+            raise self._no_training_rows()
+        self.measured_on_training_rows = tuple(n for n in ("val", "test") if not len(splits[n][0]))
+        for name in self.measured_on_training_rows:
+            splits[name] = splits["train"]
+        return splits
 
-    def stream(self, batch_size: int) -> dict[str, StreamedSplit]:
-        raise ConfigError(
-            f"data.streaming=true: a table is read whole for now ({self.path}); "
-            "set data.streaming=false"
+    def stream(self, batch_size: int) -> dict[str, TableStream]:
+        """One checking pass over the table: it counts each split's rows, so that every epoch
+        knows its length, and finds bad values before training starts."""
+        counts = np.zeros(len(SPLITS), dtype=np.int64)
+        low = np.full(self.n_features, np.inf)
+        high = np.full(self.n_features, -np.inf)
+        missing, first_missing = 0, None
+        for _, start, values, labels in self.pieces(epoch=None):
+            if self.missing == "error":  # counted to the end, to say how many rows
+                bad_rows = self._missing_rows(values)
+                missing += int(bad_rows.sum())
+                if bad_rows.any() and first_missing is None:
+                    first_missing = (start, values)
+                if missing:
+                    continue
+            keep = self.checked_rows(start, values)
+            codes = self.split_codes_at(start, len(values), labels)[keep]
+            counts += np.bincount(codes, minlength=len(SPLITS))
+            if keep.any():
+                low = np.minimum(low, values[keep, : self.n_features].min(axis=0))
+                high = np.maximum(high, values[keep, : self.n_features].max(axis=0))
+        if first_missing is not None:
+            self._raise_missing(missing, *first_missing)
+        if not counts.any():
+            raise self._nothing_left()
+        self._check_not_constant(np.stack([low, high]))
+        if counts[0] == 0:
+            raise self._no_training_rows()
+        self.measured_on_training_rows = tuple(
+            name for name, count in zip(SPLITS[1:], counts[1:], strict=True) if not count
         )
+        streams = {}
+        for name in SPLITS:
+            served = "train" if name in self.measured_on_training_rows else name
+            streams[name] = TableStream(self, served, int(counts[SPLITS.index(served)]), batch_size)
+        return streams
 
-    def _numbers(self, name: str) -> np.ndarray:
-        column = self.table.column(name)
-        kind = column.type
+    def _whole(self) -> list[Piece]:
+        """The table as one piece: every row of the run's columns."""
+        suffix = table_suffix(self.path)
+        wanted = [*self.columns, *([self.split_column] if self.split_column else [])]
+        try:
+            if suffix in CSV_SUFFIXES:
+                import pyarrow.csv as csv
+
+                table = csv.read_csv(self.path, **_csv_options(self.path, wanted))
+            elif suffix in (*PARQUET_SUFFIXES, ""):
+                import pyarrow.parquet as pq
+
+                files = parquet_files(self.path)
+                table = pa.concat_tables(pq.read_table(f, columns=wanted) for f in files)
+            else:
+                array = _numpy_array(self.path)
+                indices = [int(name.removeprefix("column_")) for name in self.columns]
+                return [(0, 0, np.asarray(array[:, indices], dtype=np.float64), None)]
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
+            raise _readable(err, self.path) from err
+        return [(0, 0, self._numbers(table), self._labels(table))]
+
+    def pieces(self, epoch: int | None) -> Iterator[Piece]:
+        """The table piece by piece; with an `epoch`, Parquet's and .npy's pieces come in a
+        per-epoch shuffled order (a CSV can only be read from its start)."""
+        suffix = table_suffix(self.path)
+        try:
+            if suffix in CSV_SUFFIXES:
+                yield from self._csv_pieces()
+            elif suffix in (*PARQUET_SUFFIXES, ""):
+                yield from self._parquet_pieces(epoch)
+            else:
+                yield from self._numpy_pieces(epoch)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
+            raise _readable(err, self.path) from err
+
+    def _csv_pieces(self) -> Iterator[Piece]:
+        import pyarrow.csv as csv
+
+        wanted = [*self.columns, *([self.split_column] if self.split_column else [])]
+        options = _csv_options(self.path, wanted)
+        options["read_options"] = csv.ReadOptions(block_size=CSV_BLOCK_BYTES)
+        start = 0
+        with csv.open_csv(self.path, **options) as reader:
+            for index, batch in enumerate(reader):
+                table = pa.Table.from_batches([batch])
+                yield index, start, self._numbers(table), self._labels(table)
+                start += len(batch)
+
+    def _parquet_pieces(self, epoch: int | None) -> Iterator[Piece]:
+        import pyarrow.parquet as pq
+
+        wanted = [*self.columns, *([self.split_column] if self.split_column else [])]
+        groups, start = [], 0
+        for file in parquet_files(self.path):
+            metadata = pq.ParquetFile(file).metadata
+            for group in range(metadata.num_row_groups):
+                groups.append((file, group, start))
+                start += metadata.row_group(group).num_rows
+        for index in self._order(len(groups), epoch):
+            file, group, first = groups[index]
+            table = pq.ParquetFile(file).read_row_group(group, columns=wanted)
+            yield int(index), first, self._numbers(table), self._labels(table)
+
+    def _numpy_pieces(self, epoch: int | None) -> Iterator[Piece]:
+        array = _numpy_array(self.path)
+        indices = [int(name.removeprefix("column_")) for name in self.columns]
+        n_pieces = -(-len(array) // NUMPY_PIECE_ROWS)
+        for index in self._order(n_pieces, epoch):
+            start = int(index) * NUMPY_PIECE_ROWS
+            rows = np.asarray(array[start : start + NUMPY_PIECE_ROWS, indices], dtype=np.float64)
+            yield int(index), start, rows, None
+
+    def _order(self, n_pieces: int, epoch: int | None) -> np.ndarray:
+        if epoch is None:
+            return np.arange(n_pieces)
+        return np.random.default_rng(derived_seed(self.seed, epoch)).permutation(n_pieces)
+
+    # -- checks, shared by both ways of reading
+
+    def _numbers(self, table: pa.Table) -> np.ndarray:
+        """The run's columns as float64, empty cells as NaN; a column of text is an error."""
         numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_null)
-        if not any(is_kind(kind) for is_kind in numeric):  # null: a column with no values at all
-            role = "data.target" if name in self.target_names else "data.features"
-            raise ConfigError(
-                f"{role}: column {name!r} of {self.path} holds {kind} values, not numbers; "
-                "leave it out or encode it as numbers"
-            )
-        return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
-
-    def _rows_to_keep(self, values: np.ndarray, columns: list[str]) -> np.ndarray:
-        # pyarrow reads empty cells and NaN/NA as nulls: both are missing values here.
-        missing = np.isnan(values)
-        bad_rows = missing.any(axis=1)
-        if not bad_rows.any():
-            return np.ones(len(values), dtype=bool)
-        if self.missing == "drop":
-            keep = ~bad_rows
-            if not keep.any():
+        columns = []
+        for name in self.columns:
+            column = table.column(name)
+            if not any(is_kind(column.type) for is_kind in numeric):
+                role = "data.target" if name in self.target_names else "data.features"
                 raise ConfigError(
-                    f"data.missing=drop: every row of {self.path} has a missing value in "
-                    f"{', '.join(columns)}; nothing is left to train on"
+                    f"{role}: column {name!r} of {self.path} holds {column.type} values, not "
+                    "numbers; leave it out or encode it as numbers"
                 )
-            return keep
-        row = int(np.argmax(bad_rows))
-        column = columns[int(np.argmax(missing[row]))]
-        raise ConfigError(
-            f"data.path={self.path}: {int(bad_rows.sum())} rows have missing values, the first "
-            f"is {self._row_name(row)} (column {column!r}); drop them with data.missing=drop"
-        )
+            columns.append(column.cast(pa.float64()).to_numpy(zero_copy_only=False))
+        return np.column_stack(columns)
 
-    def _check_finite(self, values: np.ndarray, columns: list[str], keep: np.ndarray) -> None:
+    def _labels(self, table: pa.Table) -> np.ndarray | None:
+        if not self.split_column:
+            return None
+        return np.asarray(table.column(self.split_column).cast(pa.string()).to_pylist(), object)
+
+    def checked_rows(self, start: int, values: np.ndarray) -> np.ndarray:
+        """The rows to keep: all, or those without a missing value (`missing=drop`); a missing
+        value under `missing=error`, or a non-finite one, is an error naming its row."""
+        bad_rows = self._missing_rows(values)
+        if bad_rows.any() and self.missing == "error":
+            self._raise_missing(int(bad_rows.sum()), start, values)
+        keep = ~bad_rows
         infinite = np.isinf(values) & keep[:, None]
         if infinite.any():
             row, column = np.argwhere(infinite)[0]
             raise ConfigError(
-                f"data.path={self.path}: {self._row_name(int(row))}, column "
-                f"{columns[column]!r} is {values[row, column]}, not a finite number"
+                f"data.path={self.path}: {self._row_name(start + int(row))}, column "
+                f"{self.columns[column]!r} is {values[row, column]}, not a finite number"
             )
+        return keep
+
+    @staticmethod
+    def _missing_rows(values: np.ndarray) -> np.ndarray:
+        return np.isnan(values).any(axis=1)  # pyarrow reads empty cells and NaN/NA as nulls
+
+    def _raise_missing(self, count: int, start: int, values: np.ndarray) -> None:
+        """`values`: the rows holding the first missing value, from table row `start`."""
+        missing = np.isnan(values)
+        row = int(np.argmax(missing.any(axis=1)))
+        column = self.columns[int(np.argmax(missing[row]))]
+        raise ConfigError(
+            f"data.path={self.path}: {count} rows have missing values, the first is "
+            f"{self._row_name(start + row)} (column {column!r}); drop them with data.missing=drop"
+        )
+
+    def split_codes_at(self, start: int, n_rows: int, labels: np.ndarray | None) -> np.ndarray:
+        if labels is None:
+            return split_codes(start, n_rows, self.fractions, self.seed)
+        codes = np.full(n_rows, -1, dtype=np.int8)
+        for code, name in enumerate(SPLITS):
+            codes[labels == name] = code
+        if (codes < 0).any():
+            row = int(np.argmax(codes < 0))
+            raise ConfigError(
+                f"data.split_column={self.split_column}: {self._row_name(start + row)} holds "
+                f"{labels[row]!r}; expected one of {', '.join(SPLITS)}"
+            )
+        return codes
 
     def _check_not_constant(self, features: np.ndarray) -> None:
+        """`features`: the kept rows (or, streamed, each column's minimum and maximum)."""
         constant = [
             name
             for name, column in zip(self.feature_names, features.T, strict=True)
@@ -240,39 +406,108 @@ class TableSource(RegressionSource):
                 "with data.features=[...]"
             )
 
-    def _split_codes(self, keep: np.ndarray) -> np.ndarray:
-        if not self.split_column:
-            return _split_codes(len(keep), self.fractions, self.seed)
-        labels = self.table.column(self.split_column).cast(pa.string()).to_pylist()
-        codes = np.full(len(labels), -1, dtype=np.int8)
-        for row, label in enumerate(labels):
-            if label in SPLITS:
-                codes[row] = SPLITS.index(label)
-            elif keep[row]:
-                raise ConfigError(
-                    f"data.split_column={self.split_column}: {self._row_name(row)} holds "
-                    f"{label!r}; expected one of {', '.join(SPLITS)}"
-                )
-        return codes
+    def _nothing_left(self) -> ConfigError:
+        return ConfigError(
+            f"data.missing=drop: every row of {self.path} has a missing value in "
+            f"{', '.join(self.columns)}; nothing is left to train on"
+        )
 
-    def _with_training_rows_for_empty_splits(self, splits: dict[str, Batch]) -> dict[str, Batch]:
-        """A tiny table may give no rows to validation or test (fraction 0): those stages then
-        measure the training rows, and the run says so."""
-        if len(splits["train"][0]) == 0:
-            raise ConfigError(
-                f"data.train_fraction: no rows of {self.path} fall in the train split; "
-                "raise data.train_fraction or add rows"
-            )
-        self.measured_on_training_rows = tuple(n for n in ("val", "test") if not len(splits[n][0]))
-        for name in self.measured_on_training_rows:
-            splits[name] = splits["train"]
-        return splits
+    def _no_training_rows(self) -> ConfigError:
+        return ConfigError(
+            f"data.train_fraction: no rows of {self.path} fall in the train split; "
+            "raise data.train_fraction or add rows"
+        )
 
     def _row_name(self, row: int) -> str:
         """A row as a user finds it in the file: CSV line numbers count the header line."""
         if table_suffix(self.path) in CSV_SUFFIXES:
             return f"row {row + 1} (line {row + 2})"
         return f"row {row + 1}"
+
+
+class TableStream:
+    """One split of a table read piece by piece (Parquet row groups, CSV blocks), never whole.
+
+    Each epoch reads the pieces (Parquet's in a per-epoch shuffled order; a CSV's in file order,
+    the only order it can be read in), keeps the split's rows, shuffles them within the piece and
+    serves whole batches. Under DDP every process reads the table and keeps its share of each
+    global batch, so every row of the split is seen once per epoch in equal numbers of batches.
+    """
+
+    def __init__(self, source: TableSource, split: str, n_rows: int, batch_size: int) -> None:
+        self.source = source
+        self.code = SPLITS.index(split)
+        self.n_rows = n_rows
+        self.batch_size = batch_size
+
+    def rows(self, epoch: int | None) -> Iterator[np.ndarray]:
+        """The split's rows (features then targets, float64), piece by piece."""
+        shuffle = epoch is not None
+        for index, start, values, labels in self.source.pieces(epoch):
+            keep = self.source.checked_rows(start, values) & (
+                self.source.split_codes_at(start, len(values), labels) == self.code
+            )
+            chosen = values[keep]
+            if shuffle and len(chosen) > 1:
+                seed = derived_seed(self.source.seed, epoch, index)
+                chosen = chosen[np.random.default_rng(seed).permutation(len(chosen))]
+            if len(chosen):
+                yield chosen
+
+    def loader(
+        self, shuffle_seed: int | None, device: torch.device, rank: int = 0, world_size: int = 1
+    ) -> TableStreamLoader:
+        # The shuffler only carries the epoch (Lightning sets it); the pieces' order and the rows'
+        # order within each come from (seed, epoch).
+        sampler = EpochShuffler(1, shuffle_seed) if shuffle_seed is not None else None
+        return TableStreamLoader(self, sampler, device, rank, world_size)
+
+
+class TableStreamLoader:
+    """Whole batches of a TableStream; `sampler` (Lightning sets its epoch) shuffles, None keeps
+    the table's order. Global batches of batch_size x world_size rows, each process taking every
+    world_size-th row; a last global batch too small to give every process a row joins the one
+    before, as in memory."""
+
+    batch_sampler = None
+
+    def __init__(self, stream: TableStream, sampler: EpochShuffler | None, device: torch.device,
+                 rank: int, world_size: int) -> None:  # fmt: skip
+        self.stream = stream
+        self.sampler = sampler
+        self.device = device
+        self.rank = rank
+        self.world_size = world_size
+
+    def __len__(self) -> int:
+        step = self.stream.batch_size * self.world_size
+        batches = max(1, -(-self.stream.n_rows // step))
+        if batches > 1 and self.stream.n_rows - (batches - 1) * step < self.world_size:
+            batches -= 1
+        return batches
+
+    def __iter__(self) -> Iterator[Batch]:
+        step = self.stream.batch_size * self.world_size
+        total, emitted = len(self), 0
+        buffer: list[np.ndarray] = []
+        held = 0
+        epoch = None if self.sampler is None else self.sampler.epoch
+        for chunk in self.stream.rows(epoch):
+            buffer.append(chunk)
+            held += len(chunk)
+            while held >= step and emitted < total - 1:
+                rows = np.concatenate(buffer)
+                yield self._share(rows[:step])
+                buffer, held = [rows[step:]], held - step
+                emitted += 1
+        if held:
+            yield self._share(np.concatenate(buffer))
+
+    def _share(self, rows: np.ndarray) -> Batch:
+        mine = torch.from_numpy(rows[self.rank :: self.world_size].astype(np.float32))
+        n_features = self.stream.source.n_features
+        return (to_device(mine[:, :n_features], self.device),
+                to_device(mine[:, n_features:], self.device))  # fmt: skip
 
 
 class TableDataModule(RegressionDataModule):
