@@ -68,3 +68,18 @@ def test_accuracy_table_shows_every_optimizer_within_1_percent_of_least_squares(
     for optimizer, _, test_mse, reference, gap, _ in rows:
         assert float(test_mse) <= 1.01 * float(reference), optimizer
         assert gap.endswith("%")
+
+
+@pytest.mark.slow
+def test_tables_bench_reads_csv_and_parquet_in_memory_and_streamed(tmp_path: Path) -> None:
+    rows = table_rows(["--tables", "3e4"], tmp_path)
+    assert [(row[1], row[2]) for row in rows] == [
+        ("CSV file", "in memory"),
+        ("CSV file", "streamed"),
+        ("Parquet file", "in memory"),
+        ("Parquet file", "streamed"),
+        ("synthetic", "streamed"),
+    ]
+    for _, _, _, rate, seconds, peak_mb in rows:
+        assert float(rate.replace(",", "")) > 0 and float(seconds) > 0
+        assert 100 < float(peak_mb) < 2000

@@ -427,3 +427,61 @@ def test_a_streamed_parquet_run_matches_the_in_memory_reference(tmp_path: Path) 
     memory, streamed = (s["metrics"]["reference/test_mse"] for s in summaries)
     assert streamed == pytest.approx(memory, rel=1e-9)
     assert streamed > 0
+
+
+def test_fewer_training_rows_than_coefficients_still_trains_and_says_the_reference_is_not_unique(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "short.csv"
+    path.write_text("a,b,c,d,price\n1,2,3,5,1\n2,1,0,4,2\n3,5,1,1,4\n")
+    result = run_cli([*QUIET, "data=table", f"data.path={path}", "data.target=price",
+                      "data.train_fraction=1", "data.val_fraction=0", "data.test_fraction=0",
+                      "logger=none"], tmp_path / "run")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    notes = json.loads((tmp_path / "run" / "metrics.json").read_text())["notes"]
+    assert "the least-squares reference is not unique (3 training rows, rank 2 of 4 features)" in (
+        " ".join(notes)
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("content", "options", "message"),
+    [
+        ("a,city,price\n1,x,3\n2,y,4\n", [], "data.features: column 'city' of {path} holds string"),
+        ("a,b,price\n1,5,3\n2,5,4\n3,5,6\n", [], "data.features: 'b' of {path} holds one value"),
+        ("a,a,price\n1,5,3\n", [], "data.path={path} has duplicate column names: a"),
+        ("a,b,price\n1,5,3\n2,inf,4\n", [], "data.path={path}: row 2 (line 3), column 'b' is inf"),
+        ("a,b,price\n1,,3\n2,5,4\n", [], "data.path={path}: 1 rows have missing values"),
+        ("a,b,price\n1,,3\n2,,4\n", ["data.missing=drop"], "data.missing=drop: every row of"),
+        ("a,b,price\n1,5,3\n", ["data.features=[a,nope]"], "data.features=nope: no such column"),
+        ("a,b,price\n1,5,3\n", ["data.missing=maybe"], "data.missing='maybe' is invalid"),
+    ],
+    ids=["text", "constant", "duplicates", "infinite", "missing", "all-dropped", "no-feature",
+         "missing-choice"],
+)  # fmt: skip
+def test_every_bad_table_stops_the_real_cli_with_one_line(
+    tmp_path: Path, content: str, options: list[str], message: str
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    result = run_cli(["data=table", f"data.path={path}", "data.target=price", *options],
+                     tmp_path / "run")  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: " + message.format(path=path)), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_parquet_folder_of_mixed_schemas_stops_the_real_cli_with_one_line(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    pq.write_table(pa.table({"a": [1.0, 2.0], "price": [2.0, 3.0]}), folder / "0.parquet")
+    pq.write_table(pa.table({"a": [1.0], "cost": [2.0]}), folder / "1.parquet")
+    result = run_cli(["data=table", f"data.path={folder}", "data.target=price"], tmp_path / "run")
+    assert result.returncode == 1
+    assert "1.parquet has other columns than 0.parquet" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -299,6 +300,71 @@ def streaming(rows_list: list[int], device: str, checkout: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_table_files(rows: int, folder: Path) -> dict[str, Path]:
+    """A CSV and a Parquet table of `rows` rows x 16 float32 features and a target `y`, written
+    in pieces (never held whole)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as csv
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal(16).astype(np.float32)
+    paths = {
+        "CSV": folder / f"table-{rows:.0e}.csv",
+        "Parquet": folder / f"table-{rows:.0e}.parquet",
+    }
+    names = [*(f"x{i}" for i in range(16)), "y"]
+    schema = pa.schema([(name, pa.float32()) for name in names])
+    with (
+        csv.CSVWriter(paths["CSV"], schema) as csv_writer,
+        pq.ParquetWriter(paths["Parquet"], schema) as parquet_writer,
+    ):
+        for start in range(0, rows, 1 << 20):
+            n = min(1 << 20, rows - start)
+            x = (3 + 5 * rng.standard_normal((n, 16))).astype(np.float32)
+            y = x @ weight + 0.5 * rng.standard_normal(n).astype(np.float32)
+            batch = pa.record_batch([*x.T, y], schema=schema)
+            csv_writer.write_batch(batch)
+            parquet_writer.write_batch(batch)
+    return paths
+
+
+def tables(rows_list: list[int], device: str, checkout: Path) -> str:
+    """Reading a table: rows per second of fit and peak memory, CSV and Parquet, in memory and
+    streamed, next to the synthetic streaming path, one `train.py` process each."""
+    lines = [
+        "Tables: `python train.py data=table data.path=<file> data.target=y data.batch_size=4096 "
+        "trainer.max_epochs=1` (16 float32 features), one process per cell; fit rows/s counts "
+        "the training rows of the epoch over the fit stage's time",
+        "",
+        "| rows N | data | read | fit rows/s | wall time (s) | peak RSS (MB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    common = ["data.batch_size=4096", "trainer.max_epochs=1", "logger=none", "export.enabled=false"]
+    for rows in rows_list:
+        folder = Path(tempfile.mkdtemp(prefix="linreg-bench-tables-"))
+        try:
+            paths = write_table_files(rows, folder)
+            cells = [
+                (f"{kind} file", read, ["data=table", f"data.path={path}", "data.target=y",
+                                        f"data.streaming={read == 'streamed'}"])
+                for kind, path in paths.items()
+                for read in ("in memory", "streamed")
+            ]  # fmt: skip
+            synthetic = ["data.streaming=true", f"data.n_samples={rows}", "data.n_features=16"]
+            cells.append(("synthetic", "streamed", synthetic))
+            for data, read, overrides in cells:
+                seconds, peak_mb, _, summary = _train_run([*overrides, *common], device, checkout)
+                rate = 0.7 * rows / summary["stage_times_s"]["fit"]  # the training split
+                cell = f"{rate:,.0f} | {seconds:.1f} | {peak_mb:.0f}"
+                lines.append(f"| {rows:.0e} | {data} | {read} | {cell} |")
+                print(lines[-1], flush=True)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return "\n".join(lines) + "\n"
+
+
 def accuracy(device: str, checkout: Path) -> str:
     """Every shipped optimizer config, as shipped, on the default data: test MSE against the
     closed-form least-squares reference."""
@@ -337,6 +403,10 @@ def main() -> None:
         help="instead: peak memory and time of streaming runs with these N (e.g. 1e6 1e7 1e8)",
     )  # fmt: skip
     parser.add_argument(
+        "--tables", type=float, nargs="+", default=None,
+        help="instead: reading CSV and Parquet tables, in memory and streamed, with these N",
+    )  # fmt: skip
+    parser.add_argument(
         "--accuracy", action="store_true",
         help="instead: test MSE of every optimizer option against least squares",
     )  # fmt: skip
@@ -353,6 +423,8 @@ def main() -> None:
         parser.error("--device cuda: no CUDA GPU found")
     if args.accuracy:
         report = accuracy(args.device, args.checkout)
+    elif args.tables:
+        report = tables([int(n) for n in args.tables], args.device, args.checkout)
     elif args.streaming_rows:
         report = streaming([int(n) for n in args.streaming_rows], args.device, args.checkout)
     else:
