@@ -166,7 +166,7 @@ def test_longley_reference_matches_the_certified_nist_values(tmp_path: Path) -> 
          "data.features: 'b' of {path} holds one value in every row"),
         ("a,a,price\n1,5,3\n", {}, "data.path={path} has duplicate column names: a"),
         ("a,b,price\n1,5,3\n2,inf,4\n", {},
-         "data.path={path}: row 2 (line 3), column 'b' is inf, not a finite number"),
+         "data.path={path}: row 2 (line 3), column 'b' is inf, not a finite float32 number"),
         ("a,b,price\n1,,3\n2,,4\n", {"missing": "drop"},
          "data.missing=drop: every row of {path} has a missing value"),
         ("a,b,price\n1,2,3\n", {"features": ["a", "price"]},

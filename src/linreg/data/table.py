@@ -10,6 +10,7 @@ of a memory-mapped .npy) and never held whole.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -201,8 +202,8 @@ class TableSource(RegressionSource):
         for code, name in enumerate(SPLITS):
             rows = values[keep & (codes == code)]
             splits[name] = (
-                torch.from_numpy(rows[:, : self.n_features].astype(np.float32)),
-                torch.from_numpy(rows[:, self.n_features :].astype(np.float32)),
+                torch.from_numpy(np.ascontiguousarray(rows[:, : self.n_features])),
+                torch.from_numpy(np.ascontiguousarray(rows[:, self.n_features :])),
             )
         if len(splits["train"][0]) == 0:
             raise self._no_training_rows()
@@ -265,7 +266,7 @@ class TableSource(RegressionSource):
             else:
                 array = _numpy_array(self.path)
                 indices = [int(name.removeprefix("column_")) for name in self.columns]
-                return [(0, 0, np.asarray(array[:, indices], dtype=np.float64), None)]
+                return [(0, 0, np.asarray(array[:, indices], dtype=np.float32), None)]
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
             raise _readable(err, self.path) from err
         return [(0, 0, self._numbers(table), self._labels(table))]
@@ -318,7 +319,7 @@ class TableSource(RegressionSource):
         n_pieces = -(-len(array) // NUMPY_PIECE_ROWS)
         for index in self._order(n_pieces, epoch):
             start = int(index) * NUMPY_PIECE_ROWS
-            rows = np.asarray(array[start : start + NUMPY_PIECE_ROWS, indices], dtype=np.float64)
+            rows = np.asarray(array[start : start + NUMPY_PIECE_ROWS, indices], dtype=np.float32)
             yield int(index), start, rows, None
 
     def _order(self, n_pieces: int, epoch: int | None) -> np.ndarray:
@@ -329,7 +330,8 @@ class TableSource(RegressionSource):
     # -- checks, shared by both ways of reading
 
     def _numbers(self, table: pa.Table) -> np.ndarray:
-        """The run's columns as float64, empty cells as NaN; a column of text is an error."""
+        """The run's columns as float32 (what training reads), empty cells as NaN; a column of
+        text is an error."""
         numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_null)
         columns = []
         for name in self.columns:
@@ -340,7 +342,7 @@ class TableSource(RegressionSource):
                     f"{role}: column {name!r} of {self.path} holds {column.type} values, not "
                     "numbers; leave it out or encode it as numbers"
                 )
-            columns.append(column.cast(pa.float64()).to_numpy(zero_copy_only=False))
+            columns.append(column.cast(pa.float32()).to_numpy(zero_copy_only=False))
         return np.column_stack(columns)
 
     def _labels(self, table: pa.Table) -> np.ndarray | None:
@@ -360,7 +362,7 @@ class TableSource(RegressionSource):
             row, column = np.argwhere(infinite)[0]
             raise ConfigError(
                 f"data.path={self.path}: {self._row_name(start + int(row))}, column "
-                f"{self.columns[column]!r} is {values[row, column]}, not a finite number"
+                f"{self.columns[column]!r} is {values[row, column]}, not a finite float32 number"
             )
         return keep
 
@@ -441,7 +443,7 @@ class TableStream:
         self.batch_size = batch_size
 
     def rows(self, epoch: int | None) -> Iterator[np.ndarray]:
-        """The split's rows (features then targets, float64), piece by piece."""
+        """The split's rows (features then targets, float32), piece by piece."""
         shuffle = epoch is not None
         for index, start, values, labels in self.source.pieces(epoch):
             keep = self.source.checked_rows(start, values) & (
@@ -488,23 +490,21 @@ class TableStreamLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         step = self.stream.batch_size * self.world_size
-        total, emitted = len(self), 0
-        buffer: list[np.ndarray] = []
-        held = 0
+        total, emitted, held = len(self), 0, 0
+        pending: deque[np.ndarray] = deque()
         epoch = None if self.sampler is None else self.sampler.epoch
         for chunk in self.stream.rows(epoch):
-            buffer.append(chunk)
+            pending.append(chunk)
             held += len(chunk)
             while held >= step and emitted < total - 1:
-                rows = np.concatenate(buffer)
-                yield self._share(rows[:step])
-                buffer, held = [rows[step:]], held - step
+                yield self._share(_take(pending, step))
+                held -= step
                 emitted += 1
         if held:
-            yield self._share(np.concatenate(buffer))
+            yield self._share(_take(pending, held))
 
     def _share(self, rows: np.ndarray) -> Batch:
-        mine = torch.from_numpy(rows[self.rank :: self.world_size].astype(np.float32))
+        mine = torch.from_numpy(np.ascontiguousarray(rows[self.rank :: self.world_size]))
         n_features = self.stream.source.n_features
         return (to_device(mine[:, :n_features], self.device),
                 to_device(mine[:, n_features:], self.device))  # fmt: skip
@@ -544,3 +544,19 @@ class TableDataModule(RegressionDataModule):
             steps_per_execution=steps_per_execution,
         )
         self.save_hyperparameters()
+
+
+def _take(pending: deque[np.ndarray], n_rows: int) -> np.ndarray:
+    """The first `n_rows` rows of the queued chunks, removed from the queue: views where a chunk
+    holds them all, a copy only across a chunk's end (never the whole queue again)."""
+    parts = []
+    while n_rows:
+        head = pending[0]
+        if len(head) <= n_rows:
+            parts.append(pending.popleft())
+            n_rows -= len(head)
+        else:
+            parts.append(head[:n_rows])
+            pending[0] = head[n_rows:]
+            n_rows = 0
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
