@@ -383,11 +383,24 @@ def test_a_streamed_table_serves_the_same_rows_in_each_split_as_in_memory(
     torch.testing.assert_close(streamed.weight, whole.weight, rtol=1e-9, atol=0)
 
 
+@pytest.mark.parametrize("layout", ["parquet folder", "csv"])
 def test_streamed_epochs_shuffle_by_seed_and_epoch_and_processes_share_every_row(
-    tmp_path: Path,
+    tmp_path: Path, layout: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    table = source(parquet_in_pieces(tmp_path / "parts", rows(1000)))
+    if layout == "csv":
+        table = source(write_csv(tmp_path / "t.csv", rows(1000)))
+    else:
+        table = source(parquet_in_pieces(tmp_path / "parts", rows(1000)))
     stream = table.stream(batch_size=16)["train"]
+    read: list[int] = []
+    pieces = table.pieces
+
+    def counted(epoch: int | None, only: set[int] | None = None):
+        for piece in pieces(epoch, only):
+            read.append(piece[0])
+            yield piece
+
+    monkeypatch.setattr(table, "pieces", counted)
 
     def epoch_rows(epoch: int, rank: int = 0, world_size: int = 1) -> list[np.ndarray]:
         loader = stream.loader(3, torch.device("cpu"), rank, world_size)
@@ -398,11 +411,21 @@ def test_streamed_epochs_shuffle_by_seed_and_epoch_and_processes_share_every_row
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert not np.array_equal(np.concatenate(first), np.concatenate(second))
     assert len(first) == len(stream.loader(3, torch.device("cpu")))
-    # Two processes: equal numbers of batches, disjoint rows, every training row once.
-    shares = [epoch_rows(1, rank, 2) for rank in (0, 1)]
+    # Two processes: equal numbers of batches, disjoint rows, every training row once; from
+    # Parquet each reads only its own row groups (about half of them), a CSV is read by both.
+    shares, reads = [], []
+    for rank in (0, 1):
+        read.clear()
+        shares.append(epoch_rows(1, rank, 2))
+        reads.append(set(read))
     assert len(shares[0]) == len(shares[1]) == len(stream.loader(3, torch.device("cpu"), 0, 2))
     together = np.concatenate([np.concatenate(share) for share in shares])
     np.testing.assert_array_equal(sorted_rows(together), sorted_rows(np.concatenate(second)))
+    if layout == "csv":
+        assert reads[0] == reads[1]
+    else:
+        assert not reads[0] & reads[1]
+        assert abs(len(reads[0]) - len(reads[1])) <= 2
 
 
 def test_a_streamed_table_still_names_its_first_missing_value_and_counts_them(
@@ -485,3 +508,19 @@ def test_a_parquet_folder_of_mixed_schemas_stops_the_real_cli_with_one_line(
     assert result.returncode == 1
     assert "1.parquet has other columns than 0.parquet" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_streamed_table_trains_under_ddp_with_each_process_on_its_own_row_groups(
+    tmp_path: Path,
+) -> None:
+    folder = parquet_in_pieces(tmp_path / "parts", rows(4000), group_rows=200)
+    # Two processes of 256 rows: 5 steps an epoch, so 30 epochs to converge.
+    result = run_cli([*QUIET, "trainer=ddp", "data=table", f"data.path={folder}",
+                      "data.target=price", "data.streaming=true", "trainer.max_epochs=30",
+                      "logger=none"], tmp_path / "run")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["test_mse_gap_to_reference"] < 0.05
+    for name, true in zip("abc", WEIGHT, strict=True):
+        assert summary["coefficients"]["price"][name]["trained"] == pytest.approx(true, abs=0.05)

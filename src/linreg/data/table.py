@@ -219,7 +219,8 @@ class TableSource(RegressionSource):
         low = np.full(self.n_features, np.inf)
         high = np.full(self.n_features, -np.inf)
         missing, first_missing = 0, None
-        for _, start, values, labels in self.pieces(epoch=None):
+        per_piece: dict[int, np.ndarray] = {}  # rows of each split in each piece
+        for index, start, values, labels in self.pieces(epoch=None):
             if self.missing == "error":  # counted to the end, to say how many rows
                 bad_rows = self._missing_rows(values)
                 missing += int(bad_rows.sum())
@@ -229,7 +230,8 @@ class TableSource(RegressionSource):
                     continue
             keep = self.checked_rows(start, values)
             codes = self.split_codes_at(start, len(values), labels)[keep]
-            counts += np.bincount(codes, minlength=len(SPLITS))
+            per_piece[index] = np.bincount(codes, minlength=len(SPLITS))
+            counts += per_piece[index]
             if keep.any():
                 low = np.minimum(low, values[keep, : self.n_features].min(axis=0))
                 high = np.maximum(high, values[keep, : self.n_features].max(axis=0))
@@ -243,10 +245,14 @@ class TableSource(RegressionSource):
         self.measured_on_training_rows = tuple(
             name for name, count in zip(SPLITS[1:], counts[1:], strict=True) if not count
         )
+        # Pieces a process can read on its own: Parquet row groups and .npy slices, not CSV blocks.
+        random_access = table_suffix(self.path) not in CSV_SUFFIXES
         streams = {}
         for name in SPLITS:
             served = "train" if name in self.measured_on_training_rows else name
-            streams[name] = TableStream(self, served, int(counts[SPLITS.index(served)]), batch_size)
+            code = SPLITS.index(served)
+            piece_rows = {i: int(c[code]) for i, c in per_piece.items()} if random_access else None
+            streams[name] = TableStream(self, served, int(counts[code]), batch_size, piece_rows)
         return streams
 
     def _whole(self) -> list[Piece]:
@@ -271,17 +277,18 @@ class TableSource(RegressionSource):
             raise _readable(err, self.path) from err
         return [(0, 0, self._numbers(table), self._labels(table))]
 
-    def pieces(self, epoch: int | None) -> Iterator[Piece]:
+    def pieces(self, epoch: int | None, only: set[int] | None = None) -> Iterator[Piece]:
         """The table piece by piece; with an `epoch`, Parquet's and .npy's pieces come in a
-        per-epoch shuffled order (a CSV can only be read from its start)."""
+        per-epoch shuffled order (a CSV can only be read from its start); `only`: just those
+        pieces (Parquet, .npy)."""
         suffix = table_suffix(self.path)
         try:
             if suffix in CSV_SUFFIXES:
                 yield from self._csv_pieces()
             elif suffix in (*PARQUET_SUFFIXES, ""):
-                yield from self._parquet_pieces(epoch)
+                yield from self._parquet_pieces(epoch, only)
             else:
-                yield from self._numpy_pieces(epoch)
+                yield from self._numpy_pieces(epoch, only)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
             raise _readable(err, self.path) from err
 
@@ -298,7 +305,7 @@ class TableSource(RegressionSource):
                 yield index, start, self._numbers(table), self._labels(table)
                 start += len(batch)
 
-    def _parquet_pieces(self, epoch: int | None) -> Iterator[Piece]:
+    def _parquet_pieces(self, epoch: int | None, only: set[int] | None) -> Iterator[Piece]:
         import pyarrow.parquet as pq
 
         wanted = [*self.columns, *([self.split_column] if self.split_column else [])]
@@ -308,24 +315,25 @@ class TableSource(RegressionSource):
             for group in range(metadata.num_row_groups):
                 groups.append((file, group, start))
                 start += metadata.row_group(group).num_rows
-        for index in self._order(len(groups), epoch):
+        for index in self._order(len(groups), epoch, only):
             file, group, first = groups[index]
             table = pq.ParquetFile(file).read_row_group(group, columns=wanted)
             yield int(index), first, self._numbers(table), self._labels(table)
 
-    def _numpy_pieces(self, epoch: int | None) -> Iterator[Piece]:
+    def _numpy_pieces(self, epoch: int | None, only: set[int] | None) -> Iterator[Piece]:
         array = _numpy_array(self.path)
         indices = [int(name.removeprefix("column_")) for name in self.columns]
         n_pieces = -(-len(array) // NUMPY_PIECE_ROWS)
-        for index in self._order(n_pieces, epoch):
+        for index in self._order(n_pieces, epoch, only):
             start = int(index) * NUMPY_PIECE_ROWS
             rows = np.asarray(array[start : start + NUMPY_PIECE_ROWS, indices], dtype=np.float32)
             yield int(index), start, rows, None
 
-    def _order(self, n_pieces: int, epoch: int | None) -> np.ndarray:
-        if epoch is None:
-            return np.arange(n_pieces)
-        return np.random.default_rng(derived_seed(self.seed, epoch)).permutation(n_pieces)
+    def _order(self, n_pieces: int, epoch: int | None, only: set[int] | None) -> list[int]:
+        order = np.arange(n_pieces)
+        if epoch is not None:
+            order = np.random.default_rng(derived_seed(self.seed, epoch)).permutation(n_pieces)
+        return [int(i) for i in order if only is None or i in only]
 
     # -- checks, shared by both ways of reading
 
@@ -432,20 +440,42 @@ class TableStream:
 
     Each epoch reads the pieces (Parquet's in a per-epoch shuffled order; a CSV's in file order,
     the only order it can be read in), keeps the split's rows, shuffles them within the piece and
-    serves whole batches. Under DDP every process reads the table and keeps its share of each
-    global batch, so every row of the split is seen once per epoch in equal numbers of batches.
+    serves whole batches (see TableStreamLoader for how DDP processes share them).
     """
 
-    def __init__(self, source: TableSource, split: str, n_rows: int, batch_size: int) -> None:
+    def __init__(
+        self,
+        source: TableSource,
+        split: str,
+        n_rows: int,
+        batch_size: int,
+        piece_rows: dict[int, int] | None = None,
+    ) -> None:
         self.source = source
         self.code = SPLITS.index(split)
         self.n_rows = n_rows
         self.batch_size = batch_size
+        self.piece_rows = piece_rows  # the split's rows per piece, where pieces can be read alone
 
-    def rows(self, epoch: int | None) -> Iterator[np.ndarray]:
+    def shares(self, world_size: int) -> list[set[int]] | None:
+        """Pieces for each of `world_size` processes to read alone, balanced by their rows (the
+        largest piece first to the process with the fewest rows); None where pieces cannot be
+        read alone (CSV) or a process would get fewer rows than there are batches."""
+        if self.piece_rows is None or world_size == 1:
+            return None
+        shares: list[set[int]] = [set() for _ in range(world_size)]
+        totals = [0] * world_size
+        for index in sorted(self.piece_rows, key=lambda i: (-self.piece_rows[i], i)):
+            rank = totals.index(min(totals))
+            shares[rank].add(index)
+            totals[rank] += self.piece_rows[index]
+        n_batches = -(-max(totals) // self.batch_size)
+        return shares if min(totals) >= n_batches else None
+
+    def rows(self, epoch: int | None, only: set[int] | None = None) -> Iterator[np.ndarray]:
         """The split's rows (features then targets, float32), piece by piece."""
         shuffle = epoch is not None
-        for index, start, values, labels in self.source.pieces(epoch):
+        for index, start, values, labels in self.source.pieces(epoch, only):
             keep = self.source.checked_rows(start, values) & (
                 self.source.split_codes_at(start, len(values), labels) == self.code
             )
@@ -467,9 +497,14 @@ class TableStream:
 
 class TableStreamLoader:
     """Whole batches of a TableStream; `sampler` (Lightning sets its epoch) shuffles, None keeps
-    the table's order. Global batches of batch_size x world_size rows, each process taking every
-    world_size-th row; a last global batch too small to give every process a row joins the one
-    before, as in memory."""
+    the table's order. Every process sees its rows once per epoch, in the same number of batches:
+
+    - Parquet and .npy under DDP: each process reads only its own pieces (`TableStream.shares`)
+      and splits their rows into that many batches of nearly equal size;
+    - otherwise (one process, or a CSV): global batches of batch_size x world_size rows, each
+      process taking every world_size-th row (every process reads the whole table); a last global
+      batch too small to give every process a row joins the one before, as in memory.
+    """
 
     batch_sampler = None
 
@@ -480,8 +515,12 @@ class TableStreamLoader:
         self.device = device
         self.rank = rank
         self.world_size = world_size
+        self.shares = stream.shares(world_size)
 
     def __len__(self) -> int:
+        if self.shares is not None:
+            totals = [sum(self.stream.piece_rows[i] for i in share) for share in self.shares]
+            return -(-max(totals) // self.stream.batch_size)
         step = self.stream.batch_size * self.world_size
         batches = max(1, -(-self.stream.n_rows // step))
         if batches > 1 and self.stream.n_rows - (batches - 1) * step < self.world_size:
@@ -489,10 +528,13 @@ class TableStreamLoader:
         return batches
 
     def __iter__(self) -> Iterator[Batch]:
+        epoch = None if self.sampler is None else self.sampler.epoch
+        if self.shares is not None:
+            yield from self._own_pieces(epoch)
+            return
         step = self.stream.batch_size * self.world_size
         total, emitted, held = len(self), 0, 0
         pending: deque[np.ndarray] = deque()
-        epoch = None if self.sampler is None else self.sampler.epoch
         for chunk in self.stream.rows(epoch):
             pending.append(chunk)
             held += len(chunk)
@@ -503,8 +545,26 @@ class TableStreamLoader:
         if held:
             yield self._share(_take(pending, held))
 
+    def _own_pieces(self, epoch: int | None) -> Iterator[Batch]:
+        mine = self.shares[self.rank]
+        rows = sum(self.stream.piece_rows[i] for i in mine)
+        n_batches = len(self)
+        sizes = np.diff([k * rows // n_batches for k in range(n_batches + 1)])
+        pending: deque[np.ndarray] = deque()
+        held, emitted = 0, 0
+        for chunk in self.stream.rows(epoch, only=mine):
+            pending.append(chunk)
+            held += len(chunk)
+            while emitted < n_batches and held >= sizes[emitted]:
+                yield self._rows_as_batch(_take(pending, int(sizes[emitted])))
+                held -= int(sizes[emitted])
+                emitted += 1
+
     def _share(self, rows: np.ndarray) -> Batch:
-        mine = torch.from_numpy(np.ascontiguousarray(rows[self.rank :: self.world_size]))
+        return self._rows_as_batch(rows[self.rank :: self.world_size])
+
+    def _rows_as_batch(self, rows: np.ndarray) -> Batch:
+        mine = torch.from_numpy(np.ascontiguousarray(rows))
         n_features = self.stream.source.n_features
         return (to_device(mine[:, :n_features], self.device),
                 to_device(mine[:, n_features:], self.device))  # fmt: skip
