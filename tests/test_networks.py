@@ -89,6 +89,7 @@ def test_predict_serves_the_mlp_from_its_onnx_file_and_its_checkpoint(
     np.testing.assert_allclose(predicted, expected.numpy(), atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_sweep_over_networks_runs_and_ranks_both(tmp_path: Path) -> None:
     result = run_cli(
         ["-m", "model=linear,mlp", "optimizer=adam", "data.n_samples=2000", "trainer.max_epochs=2",

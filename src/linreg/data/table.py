@@ -26,7 +26,7 @@ from linreg.data.source import SPLITS, RegressionSource
 from linreg.errors import ConfigError, first_line
 from linreg.formats import CSV_SUFFIXES, PARQUET_SUFFIXES, table_suffix
 
-NUMPY_PIECE_ROWS = 1 << 20
+PIECE_ROWS = 1 << 18  # rows decoded at a time (a .npy's pieces, slices of a row group)
 CSV_BLOCK_BYTES = 16 << 20
 Piece = tuple[int, int, np.ndarray, np.ndarray | None]  # index, first row, values, split labels
 
@@ -230,8 +230,9 @@ class TableSource(RegressionSource):
                     continue
             keep = self.checked_rows(start, values)
             codes = self.split_codes_at(start, len(values), labels)[keep]
-            per_piece[index] = np.bincount(codes, minlength=len(SPLITS))
-            counts += per_piece[index]
+            found = np.bincount(codes, minlength=len(SPLITS))
+            per_piece[index] = per_piece.get(index, 0) + found
+            counts += found
             if keep.any():
                 low = np.minimum(low, values[keep, : self.n_features].min(axis=0))
                 high = np.maximum(high, values[keep, : self.n_features].max(axis=0))
@@ -317,16 +318,23 @@ class TableSource(RegressionSource):
                 start += metadata.row_group(group).num_rows
         for index in self._order(len(groups), epoch, only):
             file, group, first = groups[index]
-            table = pq.ParquetFile(file).read_row_group(group, columns=wanted)
-            yield int(index), first, self._numbers(table), self._labels(table)
+            # A row group is decoded in slices: memory stays that of a slice, however large the
+            # file's row groups are.
+            batches = pq.ParquetFile(file).iter_batches(
+                batch_size=PIECE_ROWS, row_groups=[group], columns=wanted
+            )
+            for batch in batches:
+                table = pa.Table.from_batches([batch])
+                yield index, first, self._numbers(table), self._labels(table)
+                first += len(batch)
 
     def _numpy_pieces(self, epoch: int | None, only: set[int] | None) -> Iterator[Piece]:
         array = _numpy_array(self.path)
         indices = [int(name.removeprefix("column_")) for name in self.columns]
-        n_pieces = -(-len(array) // NUMPY_PIECE_ROWS)
+        n_pieces = -(-len(array) // PIECE_ROWS)
         for index in self._order(n_pieces, epoch, only):
-            start = int(index) * NUMPY_PIECE_ROWS
-            rows = np.asarray(array[start : start + NUMPY_PIECE_ROWS, indices], dtype=np.float32)
+            start = int(index) * PIECE_ROWS
+            rows = np.asarray(array[start : start + PIECE_ROWS, indices], dtype=np.float32)
             yield int(index), start, rows, None
 
     def _order(self, n_pieces: int, epoch: int | None, only: set[int] | None) -> list[int]:
@@ -475,13 +483,13 @@ class TableStream:
     def rows(self, epoch: int | None, only: set[int] | None = None) -> Iterator[np.ndarray]:
         """The split's rows (features then targets, float32), piece by piece."""
         shuffle = epoch is not None
-        for index, start, values, labels in self.source.pieces(epoch, only):
+        for _, start, values, labels in self.source.pieces(epoch, only):
             keep = self.source.checked_rows(start, values) & (
                 self.source.split_codes_at(start, len(values), labels) == self.code
             )
             chosen = values[keep]
             if shuffle and len(chosen) > 1:
-                seed = derived_seed(self.source.seed, epoch, index)
+                seed = derived_seed(self.source.seed, epoch, start)
                 chosen = chosen[np.random.default_rng(seed).permutation(len(chosen))]
             if len(chosen):
                 yield chosen
