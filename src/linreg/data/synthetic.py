@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import torch
 
@@ -179,22 +180,14 @@ class SyntheticRegressionDataModule(RegressionDataModule):
         train_fraction: float,
         val_fraction: float,
         test_fraction: float,
-        batch_size: int,
         seed: int,
-        shuffle: bool = True,
-        streaming: bool = False,
-        steps_per_execution: int = 1,
+        **serving: Any,
     ) -> None:
+        """`serving`: how RegressionDataModule serves the rows (batch_size, shuffle, streaming,
+        steps_per_execution)."""
         source = SyntheticSource(
             n_samples, n_features, n_targets, noise_std, feature_scale, feature_offset,
             (train_fraction, val_fraction, test_fraction), seed,
         )  # fmt: skip
-        super().__init__(
-            source,
-            batch_size=batch_size,
-            seed=seed,
-            shuffle=shuffle,
-            streaming=streaming,
-            steps_per_execution=steps_per_execution,
-        )
+        super().__init__(source, seed=seed, **serving)
         self.save_hyperparameters()
