@@ -3,8 +3,9 @@
 A tensor is an n-dimensional array of numbers of one type (its `dtype`) that lives on one device
 (the CPU or a GPU). Models take tensors in, hold their weights as tensors and give tensors out.
 
-Used for real in src/linreg/data.py: the synthetic data is built from `torch.randn` with a seeded
-generator, `@` and broadcasting (`features @ weight.T + bias`); batches are slices of one tensor.
+Used for real in src/linreg/data/synthetic.py: the synthetic data is built from `torch.randn`
+with a seeded generator, `@` and broadcasting (`features @ weight.T + bias`); batches are slices
+of one tensor.
 
 Run: python docs/tutorial/lesson_01_tensors.py
 """

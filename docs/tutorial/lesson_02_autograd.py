@@ -4,8 +4,9 @@ A gradient says how much a number (the loss) changes when each input changes a l
 direction in which training nudges every weight. Autograd records the operations on tensors that
 `requires_grad`, and `backward()` walks that record back to fill each leaf's `.grad`.
 
-Used for real in src/linreg/model.py: Lightning calls `loss.backward()` on the MSE loss returned by
-`training_step`, and every optimizer step reads the `.grad` it leaves on the parameters.
+Used for real in src/linreg/models/module.py: Lightning calls `loss.backward()` on the MSE loss
+returned by `training_step`, and every optimizer step reads the `.grad` it leaves on the
+parameters.
 
 Run: python docs/tutorial/lesson_02_autograd.py
 """

@@ -3,7 +3,7 @@
 A module is a function with state: its parameters (what training changes), its buffers (state
 that is saved but not trained) and a mode (training or evaluation) that some layers obey.
 
-Used for real in src/linreg/regressor.py: `LinearRegressor` is an `nn.Module` made of a
+Used for real in src/linreg/models/linear.py: `LinearRegressor` is an `nn.Module` made of a
 `Standardize` module (buffers, not parameters) and one `nn.Linear`.
 
 Run: python docs/tutorial/lesson_03_nn.py

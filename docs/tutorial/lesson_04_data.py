@@ -4,7 +4,7 @@ Training reads the data many times, in small random batches (one pass over all r
 PyTorch's answer is a `Dataset` (how to get row i) and a `DataLoader` (which rows go together, in
 which order, collated into one tensor per batch).
 
-Used for real in src/linreg/data.py: the project splits and standardises the same way, but serves
+Used for real in src/linreg/data/: the project splits and standardises the same way, but serves
 whole batches as slices of one shuffled tensor instead of collating them row by row; the cost of
 the difference is measured below.
 
@@ -81,10 +81,8 @@ def main() -> dict[str, Any]:
         f"{collated_s / sliced_s:.0f}x"
     )
     print("  for a model this small the loader, not the model, is the cost of a step: that is why")
-    print(
-        "  src/linreg/data.py serves slices (WholeBatchLoader). With images or text read from disk,"
-    )
-    print("  where each row is real work, DataLoader's workers are what you want.")
+    print("  src/linreg/data/loaders.py serves slices (WholeBatchLoader). With images or text read")
+    print("  from disk, where each row is real work, DataLoader's workers are what you want.")
 
     # What tests/test_tutorial.py checks.
     return {

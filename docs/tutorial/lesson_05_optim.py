@@ -4,7 +4,7 @@ Training repeats one step: predict a batch, measure the loss, `backward()` for t
 (lesson 2), and let the optimizer move every parameter a little against its gradient. An epoch is
 one pass over the training rows; the learning rate is how far each step moves.
 
-Used for real in src/linreg/model.py (`configure_optimizers` builds the optimizer from
+Used for real in src/linreg/models/module.py (`configure_optimizers` builds the optimizer from
 conf/optimizer/*.yaml) and by Lightning, which runs this zero_grad/backward/step loop for us
 (lesson 7). This lesson needs nothing but torch: it starts in about a second.
 

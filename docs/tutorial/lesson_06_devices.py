@@ -4,8 +4,8 @@ Every tensor lives on one device, and an operation needs all its tensors on the 
 computes much faster than the CPU, but the data must be copied there first, over a link far slower
 than either: copy once, compute many times.
 
-Used for real in src/linreg/data.py: the DataModule moves each split to the training device once
-per fit, and the batches are slices of tensors already there, never copied per batch.
+Used for real in src/linreg/data/module.py: the DataModule moves each split to the training
+device once per fit, and the batches are slices of tensors already there, never copied per batch.
 
 Run: python docs/tutorial/lesson_06_devices.py   (the CUDA and CuPy parts run only where they exist)
 """

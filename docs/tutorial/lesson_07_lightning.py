@@ -3,7 +3,8 @@
 Lightning sorts lesson 5's loop into hooks: a `LightningModule` says what one training step and
 one validation step are and which optimizer to use; a `LightningDataModule` says where the batches
 come from; the `Trainer` runs the loops around them. Below, both are written out in a few lines,
-then the project's own versions (src/linreg/model.py, src/linreg/data.py) do the same with more.
+then the project's own versions (src/linreg/models/module.py, src/linreg/data/module.py) do the
+same with more.
 
 Run: python docs/tutorial/lesson_07_lightning.py
 """

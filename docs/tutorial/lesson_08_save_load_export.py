@@ -3,7 +3,7 @@
 Two ways to save: a `state_dict` (the model's tensors, for inference) and a full Lightning
 checkpoint (those plus the optimizer state, hyper-parameters and the epoch, for resuming). Then the
 model is exported to ONNX, a file that onnxruntime serves without PyTorch or this project.
-`train.py` does all of it for every run (src/linreg/pipeline.py and src/linreg/export.py).
+`train.py` does all of it for every run (src/linreg/run/pipeline.py and src/linreg/serve/export.py).
 
 Run: python docs/tutorial/lesson_08_save_load_export.py
 """
