@@ -382,6 +382,13 @@ class TableSource(RegressionSource):
             )
         return keep
 
+    def kept_rows(self, values: np.ndarray) -> np.ndarray:
+        """The rows to keep in a pass after the checking pass, which found no bad value: only
+        `missing=drop` removes any."""
+        if self.missing == "drop":
+            return ~self._missing_rows(values)
+        return np.ones(len(values), dtype=bool)
+
     @staticmethod
     def _missing_rows(values: np.ndarray) -> np.ndarray:
         return np.isnan(values).any(axis=1)  # pyarrow reads empty cells and NaN/NA as nulls
@@ -484,7 +491,7 @@ class TableStream:
         """The split's rows (features then targets, float32), piece by piece."""
         shuffle = epoch is not None
         for _, start, values, labels in self.source.pieces(epoch, only):
-            keep = self.source.checked_rows(start, values) & (
+            keep = self.source.kept_rows(values) & (
                 self.source.split_codes_at(start, len(values), labels) == self.code
             )
             chosen = values[keep]
