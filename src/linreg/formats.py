@@ -18,3 +18,10 @@ def table_suffix(path: Path) -> str | None:
         return ""
     name = path.name.lower()
     return next((suffix for suffix in SUFFIXES if name.endswith(suffix)), None)
+
+
+def parquet_files(path: Path) -> list[Path]:
+    """A Parquet table's files: the file itself, or a folder's Parquet files in name order."""
+    if not path.is_dir():
+        return [path]
+    return sorted(p for p in path.iterdir() if p.name.lower().endswith(PARQUET_SUFFIXES))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from linreg.data.loaders import EpochShuffler, derived_seed
 from linreg.data.module import RegressionDataModule
 from linreg.data.source import SPLITS, RegressionSource
 from linreg.errors import ConfigError, first_line
-from linreg.formats import CSV_SUFFIXES, PARQUET_SUFFIXES, table_suffix
+from linreg.formats import CSV_SUFFIXES, PARQUET_SUFFIXES, parquet_files, table_suffix
 
 PIECE_ROWS = 1 << 18  # rows decoded at a time (a .npy's pieces, slices of a row group)
 CSV_BLOCK_BYTES = 16 << 20
@@ -34,13 +35,11 @@ Piece = tuple[int, int, np.ndarray, np.ndarray | None]  # index, first row, valu
 # --------------------------------------------------------------------------------------- reading
 
 
-def parquet_files(path: Path) -> list[Path]:
+def checked_parquet_files(path: Path) -> list[Path]:
     """The Parquet files of a file or folder; a folder's files must share one schema."""
     import pyarrow.parquet as pq
 
-    if not path.is_dir():
-        return [path]
-    files = sorted(p for p in path.iterdir() if p.name.lower().endswith(PARQUET_SUFFIXES))
+    files = parquet_files(path)
     if not files:
         raise ConfigError(f"data.path={path} is a folder with no .parquet files")
     first = pq.read_schema(files[0])
@@ -84,21 +83,6 @@ def _numpy_array(path: Path) -> np.ndarray:
             "2-d array of numbers, one row per example"
         )
     return array
-
-
-def column_names(path: Path) -> list[str]:
-    """The table's column names, from its schema or header only."""
-    suffix = table_suffix(path)
-    if suffix in CSV_SUFFIXES:
-        import pyarrow.csv as csv
-
-        with csv.open_csv(path, **_csv_options(path)) as reader:
-            return list(reader.schema.names)
-    if suffix in (*PARQUET_SUFFIXES, ""):
-        import pyarrow.parquet as pq
-
-        return list(pq.read_schema(parquet_files(path)[0]).names)
-    return [f"column_{i}" for i in range(_numpy_array(path).shape[1])]
 
 
 def _readable(error: Exception, path: Path) -> ConfigError:
@@ -161,8 +145,12 @@ class TableSource(RegressionSource):
         self.missing = missing
         self.fractions = fractions
         self.seed = seed
+        suffix = table_suffix(self.path)
+        self.is_csv = suffix in CSV_SUFFIXES
+        self.is_parquet = suffix in (*PARQUET_SUFFIXES, "")
         try:
-            names = column_names(self.path)
+            self.files = checked_parquet_files(self.path) if self.is_parquet else [self.path]
+            names = self._column_names()
         except (pa.ArrowInvalid, OSError, ValueError) as err:
             raise _readable(err, self.path) from err
         duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -188,11 +176,43 @@ class TableSource(RegressionSource):
         self.n_features = len(self.feature_names)
         self.n_targets = len(self.target_names)
         self.columns = [*self.feature_names, *self.target_names]
+        # What is read from the file: the run's columns, and the split column where there is one.
+        self.read_columns = [*self.columns, *([self.split_column] if self.split_column else [])]
+
+    def _column_names(self) -> list[str]:
+        """The table's column names, from its schema or header only."""
+        if self.is_csv:
+            import pyarrow.csv as csv
+
+            with csv.open_csv(self.path, **_csv_options(self.path)) as reader:
+                return list(reader.schema.names)
+        if self.is_parquet:
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(self.files[0]).names)
+        return [f"column_{i}" for i in range(_numpy_array(self.path).shape[1])]
+
+    @cached_property
+    def _row_groups(self) -> list[tuple[Path, int, int]]:
+        """(file, row group, first row) of every Parquet row group, from the files' footers."""
+        import pyarrow.parquet as pq
+
+        groups, start = [], 0
+        for file in self.files:
+            metadata = pq.ParquetFile(file).metadata
+            for group in range(metadata.num_row_groups):
+                groups.append((file, group, start))
+                start += metadata.row_group(group).num_rows
+        return groups
+
+    @cached_property
+    def _numpy_columns(self) -> list[int]:
+        return [int(name.removeprefix("column_")) for name in self.columns]
 
     # -- reading whole, or piece by piece
 
     def load(self) -> dict[str, Batch]:
-        (_, _, values, labels), *_ = self._whole()
+        _, _, values, labels = self._whole()
         keep = self.checked_rows(0, values)
         if not keep.any():
             raise self._nothing_left()
@@ -247,7 +267,7 @@ class TableSource(RegressionSource):
             name for name, count in zip(SPLITS[1:], counts[1:], strict=True) if not count
         )
         # Pieces a process can read on its own: Parquet row groups and .npy slices, not CSV blocks.
-        random_access = table_suffix(self.path) not in CSV_SUFFIXES
+        random_access = not self.is_csv
         streams = {}
         for name in SPLITS:
             served = "train" if name in self.measured_on_training_rows else name
@@ -256,37 +276,34 @@ class TableSource(RegressionSource):
             streams[name] = TableStream(self, served, int(counts[code]), batch_size, piece_rows)
         return streams
 
-    def _whole(self) -> list[Piece]:
+    def _whole(self) -> Piece:
         """The table as one piece: every row of the run's columns."""
-        suffix = table_suffix(self.path)
-        wanted = [*self.columns, *([self.split_column] if self.split_column else [])]
         try:
-            if suffix in CSV_SUFFIXES:
+            if self.is_csv:
                 import pyarrow.csv as csv
 
-                table = csv.read_csv(self.path, **_csv_options(self.path, wanted))
-            elif suffix in (*PARQUET_SUFFIXES, ""):
+                table = csv.read_csv(self.path, **_csv_options(self.path, self.read_columns))
+            elif self.is_parquet:
                 import pyarrow.parquet as pq
 
-                files = parquet_files(self.path)
-                table = pa.concat_tables(pq.read_table(f, columns=wanted) for f in files)
+                table = pa.concat_tables(
+                    pq.read_table(file, columns=self.read_columns) for file in self.files
+                )
             else:
-                array = _numpy_array(self.path)
-                indices = [int(name.removeprefix("column_")) for name in self.columns]
-                return [(0, 0, np.asarray(array[:, indices], dtype=np.float32), None)]
+                values = _numpy_array(self.path)[:, self._numpy_columns]
+                return 0, 0, np.asarray(values, dtype=np.float32), None
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
             raise _readable(err, self.path) from err
-        return [(0, 0, self._numbers(table), self._labels(table))]
+        return 0, 0, self._numbers(table), self._labels(table)
 
     def pieces(self, epoch: int | None, only: set[int] | None = None) -> Iterator[Piece]:
         """The table piece by piece; with an `epoch`, Parquet's and .npy's pieces come in a
         per-epoch shuffled order (a CSV can only be read from its start); `only`: just those
         pieces (Parquet, .npy)."""
-        suffix = table_suffix(self.path)
         try:
-            if suffix in CSV_SUFFIXES:
+            if self.is_csv:
                 yield from self._csv_pieces()
-            elif suffix in (*PARQUET_SUFFIXES, ""):
+            elif self.is_parquet:
                 yield from self._parquet_pieces(epoch, only)
             else:
                 yield from self._numpy_pieces(epoch, only)
@@ -296,8 +313,7 @@ class TableSource(RegressionSource):
     def _csv_pieces(self) -> Iterator[Piece]:
         import pyarrow.csv as csv
 
-        wanted = [*self.columns, *([self.split_column] if self.split_column else [])]
-        options = _csv_options(self.path, wanted)
+        options = _csv_options(self.path, self.read_columns)
         options["read_options"] = csv.ReadOptions(block_size=CSV_BLOCK_BYTES)
         start = 0
         with csv.open_csv(self.path, **options) as reader:
@@ -309,19 +325,13 @@ class TableSource(RegressionSource):
     def _parquet_pieces(self, epoch: int | None, only: set[int] | None) -> Iterator[Piece]:
         import pyarrow.parquet as pq
 
-        wanted = [*self.columns, *([self.split_column] if self.split_column else [])]
-        groups, start = [], 0
-        for file in parquet_files(self.path):
-            metadata = pq.ParquetFile(file).metadata
-            for group in range(metadata.num_row_groups):
-                groups.append((file, group, start))
-                start += metadata.row_group(group).num_rows
+        groups = self._row_groups
         for index in self._order(len(groups), epoch, only):
             file, group, first = groups[index]
             # A row group is decoded in slices: memory stays that of a slice, however large the
             # file's row groups are.
             batches = pq.ParquetFile(file).iter_batches(
-                batch_size=PIECE_ROWS, row_groups=[group], columns=wanted
+                batch_size=PIECE_ROWS, row_groups=[group], columns=self.read_columns
             )
             for batch in batches:
                 table = pa.Table.from_batches([batch])
@@ -330,11 +340,10 @@ class TableSource(RegressionSource):
 
     def _numpy_pieces(self, epoch: int | None, only: set[int] | None) -> Iterator[Piece]:
         array = _numpy_array(self.path)
-        indices = [int(name.removeprefix("column_")) for name in self.columns]
         n_pieces = -(-len(array) // PIECE_ROWS)
         for index in self._order(n_pieces, epoch, only):
             start = int(index) * PIECE_ROWS
-            rows = np.asarray(array[start : start + PIECE_ROWS, indices], dtype=np.float32)
+            rows = np.asarray(array[start : start + PIECE_ROWS, self._numpy_columns], np.float32)
             yield int(index), start, rows, None
 
     def _order(self, n_pieces: int, epoch: int | None, only: set[int] | None) -> list[int]:
@@ -445,7 +454,7 @@ class TableSource(RegressionSource):
 
     def _row_name(self, row: int) -> str:
         """A row as a user finds it in the file: CSV line numbers count the header line."""
-        if table_suffix(self.path) in CSV_SUFFIXES:
+        if self.is_csv:
             return f"row {row + 1} (line {row + 2})"
         return f"row {row + 1}"
 

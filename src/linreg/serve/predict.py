@@ -28,7 +28,7 @@ import numpy as np
 from linreg.cli import exit_on_user_error
 from linreg.errors import LinregError, first_line
 from linreg.files import atomic_path
-from linreg.formats import CSV_SUFFIXES, PARQUET_SUFFIXES, table_suffix
+from linreg.formats import CSV_SUFFIXES, PARQUET_SUFFIXES, parquet_files, table_suffix
 from linreg.runs import require_usable
 from linreg.serve import FEATURE_NAMES, TARGET_NAMES
 
@@ -352,7 +352,7 @@ def _header_names(path: Path, args: PredictArgs) -> list[str] | None:
     if suffix in PARQUET_SUFFIXES or suffix == "":
         import pyarrow.parquet as pq
 
-        files = sorted(path.glob("*.parquet")) if suffix == "" else [path]
+        files = parquet_files(path)
         if not files:
             raise PredictError(f"input={args.input} is a folder with no .parquet files")
         return list(pq.read_schema(files[0]).names)
@@ -425,7 +425,7 @@ def _record_batches(path: Path, names: list[str], chunk_rows: int) -> Iterator[o
         return
     import pyarrow.parquet as pq
 
-    for file in sorted(path.glob("*.parquet")) if suffix == "" else [path]:
+    for file in parquet_files(path):
         yield from pq.ParquetFile(file).iter_batches(batch_size=chunk_rows, columns=names)
 
 
