@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import threading
+import time
+from collections.abc import Iterator
 
 import pytest
 import torch
 from conftest import needs_gpus
 
-from linreg.data.loaders import EpochShuffler, StreamingLoader, WholeBatchLoader
+from linreg.data.loaders import EpochShuffler, StreamingLoader, WholeBatchLoader, prefetched
 from linreg.data.synthetic import SyntheticRegressionDataModule
 from linreg.diagnostics.reference import least_squares
 from linreg.execution import Executions
@@ -270,3 +273,51 @@ def test_least_squares_gives_the_same_answer_in_any_chunking() -> None:
     torch.testing.assert_close(pieces.weight, whole.weight, rtol=1e-9, atol=0)
     torch.testing.assert_close(pieces.bias, whole.bias, rtol=1e-9, atol=0)
     torch.testing.assert_close(whole.weight, torch.tensor([[1.0, -2.0, 3.0]], dtype=torch.float64))
+
+
+# ------------------------------------------------------------------------------ reading ahead
+
+
+def test_prefetched_keeps_the_order_and_reads_at_most_depth_ahead() -> None:
+    produced: list[int] = []
+
+    def items() -> Iterator[int]:
+        for i in range(50):
+            produced.append(i)
+            yield i
+
+    served = []
+    for item in prefetched(items(), depth=2):
+        time.sleep(0.002)  # the consumer is slower: the producer waits on a full queue
+        assert len(produced) - item <= 4  # queued 2, 1 being handed over, 1 served
+        served.append(item)
+    assert served == list(range(50))
+
+
+def test_an_error_while_reading_ahead_is_raised_where_it_happened() -> None:
+    def items() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise ValueError("row 3 is bad")
+
+    served = []
+    with pytest.raises(ValueError, match="row 3 is bad"):
+        for item in prefetched(items()):
+            served.append(item)
+    assert served == [1, 2]
+
+
+def test_leaving_early_stops_the_reader_and_closes_what_it_read() -> None:
+    closed = threading.Event()
+
+    def items() -> Iterator[int]:
+        try:
+            yield from itertools.count()
+        finally:
+            closed.set()
+
+    before = threading.active_count()
+    taken = list(itertools.islice(prefetched(items()), 3))
+    assert taken == [0, 1, 2]
+    assert closed.wait(5)
+    assert threading.active_count() == before

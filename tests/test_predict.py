@@ -97,6 +97,50 @@ def test_stdin_to_stdout_for_piping(trained_run: Path, features: np.ndarray) -> 
     assert direct.stdout == result.stdout
 
 
+def _text(rows: np.ndarray, cell: str, separator: str = ",", end: str = "\n") -> str:
+    return "".join(
+        separator.join(cell.format(f"{value:.9g}") for value in row) + end for row in rows
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("in.csv.gz", lambda rows: __import__("gzip").compress(_text(rows, "{}").encode())),
+        ("in.tsv", lambda rows: _text(rows, "{}", separator="\t").encode()),
+        ("in.csv", lambda rows: _text(rows, '"{}"').encode()),  # quoted cells
+        ("in.csv", lambda rows: _text(rows, " {} ", end="\r\n").encode()),  # spaces, CRLF
+        (
+            "in.csv",
+            lambda rows: ("\n" + _text(rows[:3], "{}") + "\n\n" + _text(rows[3:], "{}")).encode(),
+        ),  # blank lines are not rows
+        ("in.csv", lambda rows: _text(rows, "{}").encode("utf-8-sig")),  # a byte-order mark
+    ],
+    ids=["gzip", "tsv", "quoted", "spaces-crlf", "blank-lines", "bom"],
+)
+def test_positional_csv_is_read_as_a_csv_reader_reads_it(
+    trained_run: Path, tmp_path: Path, features: np.ndarray, name: str, make: object
+) -> None:
+    """No header: columns by position, read by pyarrow's CSV reader, so what a CSV may hold
+    (quotes, tabs, gzip, CRLF, blank lines) gives the same predictions as plain rows."""
+    source = tmp_path / name
+    source.write_bytes(make(features[:40]))
+    result = predict(f"model={trained_run}", f"input={source}", "chunk_rows=16")
+    assert result.returncode == 0, result.stderr
+    predictions = np.loadtxt(result.stdout.splitlines(), delimiter=",", ndmin=2)
+    expected = torch_predictions(best_checkpoint(trained_run), features[:40])
+    np.testing.assert_allclose(predictions, expected, rtol=1e-6, atol=1e-5)
+
+
+def test_header_yes_skips_a_first_line_of_numbers(trained_run: Path, features: np.ndarray) -> None:
+    text = _text(features[:5], "{}")
+    result = predict(f"model={trained_run}", "input=-", "header=yes", stdin=text)
+    assert result.returncode == 0, result.stderr
+    expected = torch_predictions(best_checkpoint(trained_run), features[1:5])
+    predictions = np.loadtxt(result.stdout.splitlines(), delimiter=",", ndmin=2)
+    np.testing.assert_allclose(predictions, expected, rtol=1e-6, atol=1e-5)
+
+
 def test_multi_target_model_writes_one_column_per_target(tmp_path: Path) -> None:
     regressor = LinearRegressor(4, 3)
     regressor.standardize.fit_(torch.randn(100, 4))

@@ -7,8 +7,10 @@ split's numbered batches in a per-epoch shuffled order. Both split the rows betw
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from typing import Any
+import queue
+import threading
+from collections.abc import Generator, Iterator
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -16,11 +18,60 @@ from torch import Tensor
 
 from linreg.batches import Batch, to_device
 
+Item = TypeVar("Item")
+
 
 def derived_seed(*parts: int) -> int:
     """A seed that depends on all of `parts` and is the same in every process and Python version
     (unlike `hash`, which is salted per process for strings)."""
     return int(np.random.SeedSequence(parts).generate_state(1, np.uint64)[0] >> 1)
+
+
+def prefetched(items: Generator[Item, None, None], depth: int = 2) -> Iterator[Item]:
+    """`items`, produced by a background thread up to `depth` ahead, so that reading and decoding
+    a table (pyarrow and NumPy release the GIL) overlap with training on the pieces before.
+
+    The order is that of `items`; an exception raised while producing is raised here, at the item
+    it stopped; leaving early (Lightning's sanity check reads two batches) stops the thread.
+    """
+    ready: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def hand_over(item: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not hand_over((True, item)):
+                    return
+        except BaseException as error:  # raised again in the consuming thread
+            hand_over((False, error))
+        else:
+            hand_over((True, end))
+        finally:
+            items.close()
+
+    thread = threading.Thread(target=produce, name="linreg-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            produced, item = ready.get()
+            if not produced:
+                raise item
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 class EpochShuffler:

@@ -1,6 +1,7 @@
 """Batch prediction from a saved model, streamed in chunks with bounded memory.
 
-    python predict.py model=<run folder | model.onnx | file.ckpt> input=<file.csv | file.npy | ->
+    python predict.py model=<run folder | model.onnx | file.ckpt>
+                      input=<file.csv | .tsv | .csv.gz | .parquet | file.npy | ->
                       [output=<file.csv | file.npy | ->] [chunk_rows=65536] [header=auto|yes|no]
 
 ONNX models run on onnxruntime and import neither torch, Lightning nor Hydra, so they start fast;
@@ -11,17 +12,15 @@ temporary file and renamed at the end, so a failed run never leaves a partial fi
 from __future__ import annotations
 
 import contextlib
-import io
-import itertools
 import json
-import math
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -33,10 +32,12 @@ from linreg.runs import require_usable
 from linreg.serve import FEATURE_NAMES, TARGET_NAMES
 
 USAGE = (
-    "usage: python predict.py model=<run folder|model.onnx|file.ckpt> input=<file.csv|file.npy|-> "
+    "usage: python predict.py model=<run folder|model.onnx|file.ckpt> "
+    "input=<file.csv|.tsv|.csv.gz|.parquet|file.npy|-> "
     "[output=<file.csv|file.npy|->] [chunk_rows=65536] [header=auto|yes|no]"
 )
 HEADER_CHOICES = ("auto", "yes", "no")
+CSV_BLOCK_BYTES = 1 << 20  # CSV text parsed at a time; a row of numbers never comes near it
 PROGRESS_MIN_BYTES = 50_000_000
 
 
@@ -154,16 +155,15 @@ def _checkpoint_predictor(path: Path) -> Predictor:
 
 
 def read_chunks(args: PredictArgs, n_features: int) -> Iterator[np.ndarray]:
-    """float32 chunks of at most `chunk_rows` rows, checked for shape and finiteness. CSV text is
-    UTF-8 (a byte-order mark is allowed); blank lines are not rows."""
+    """float32 chunks of at most `chunk_rows` rows, columns taken by position: a .npy array, or a
+    CSV (a file, optionally .gz, or stdin) read by pyarrow. CSV text is UTF-8 (a byte-order mark
+    is allowed); blank lines are not rows."""
     if args.input == "-":
         if sys.stdin is None or sys.stdin.closed:
             raise PredictError(
                 "input=-: standard input is closed; give input=<file> or pipe rows in"
             )
-        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
-        for chunk, _ in _csv_chunks(stdin, "stdin", n_features, args):
-            yield chunk
+        yield from _positional_csv_chunks(sys.stdin.buffer, "stdin", ",", n_features, args)
         return
     path = Path(args.input)
     if not path.is_file():
@@ -173,52 +173,61 @@ def read_chunks(args: PredictArgs, n_features: int) -> Iterator[np.ndarray]:
     if path.suffix == ".npy":
         yield from _npy_chunks(path, n_features, args.chunk_rows)
         return
-    with (
-        path.open(encoding="utf-8-sig", newline="") as handle,
-        _progress(path.stat().st_size) as advance,
-    ):
-        for chunk, lines in _csv_chunks(handle, args.input, n_features, args):
-            advance(sum(map(len, lines)))
+    import pyarrow as pa
+
+    suffix = table_suffix(path) or ".csv"
+    with path.open("rb") as raw, _progress(path.stat().st_size) as advance:
+        text = pa.CompressedInputStream(raw, "gzip") if suffix.endswith(".gz") else raw
+        delimiter = "\t" if suffix.startswith(".tsv") else ","
+        read = 0
+        for chunk in _positional_csv_chunks(text, args.input, delimiter, n_features, args):
+            advance(raw.tell() - read)
+            read = raw.tell()
             yield chunk
 
 
-def _csv_chunks(
-    stream: IO[str], name: str, n_features: int, args: PredictArgs
-) -> Iterator[tuple[np.ndarray, list[str]]]:
-    """(parsed chunk, its raw lines), reading `chunk_rows` lines at a time."""
-    first_line_number = 1
-    rows_seen = 0
-    while lines := _read_lines(stream, name, args.chunk_rows):
-        data_lines, start = lines, first_line_number
-        if first_line_number == 1 and _is_header(lines[0], args.header, n_features):
-            data_lines, start = lines[1:], 2
-        chunk = _parse_csv(data_lines, start, name, n_features)
-        first_line_number += len(lines)
-        rows_seen += len(chunk)
-        if len(chunk):
-            yield chunk, lines
-    if rows_seen == 0:
+def _positional_csv_chunks(
+    source: IO[bytes], name: str, delimiter: str, n_features: int, args: PredictArgs
+) -> Iterator[np.ndarray]:
+    """A CSV's rows, the model's features by position. pyarrow reads the cells as text in blocks,
+    serially (so that its errors name the line); they are converted here, so that a cell that is
+    not a number is named by its line and column. Lines are counted as pyarrow counts them:
+    the header is one, blank lines are none."""
+    import pyarrow as pa
+    import pyarrow.csv as csv
+
+    columns = [f"column {i}" for i in range(1, n_features + 1)]
+    header_lines = int(args.header == "yes")
+    options = {
+        "read_options": csv.ReadOptions(
+            column_names=columns, skip_rows=int(args.header == "yes"),
+            block_size=CSV_BLOCK_BYTES, use_threads=False,
+        ),
+        "parse_options": csv.ParseOptions(delimiter=delimiter),
+        "convert_options": csv.ConvertOptions(column_types=dict.fromkeys(columns, pa.string())),
+    }  # fmt: skip
+    rows = 0  # data rows read before the current block
+    try:
+        with csv.open_csv(source, **options) as reader:
+            for batch in reader:
+                if rows == 0 and args.header == "auto" and _is_header(batch):
+                    batch, header_lines = batch.slice(1), 1
+                chunk = _numbers_of(batch, header_lines + rows, name)
+                for start in range(0, len(chunk), args.chunk_rows):
+                    yield chunk[start : start + args.chunk_rows]
+                rows += len(chunk)
+    except pa.ArrowInvalid as err:
+        raise _unreadable_csv(err, header_lines + rows, name, n_features) from None
+    if rows == 0:
         raise PredictError(f"input={name} holds no data rows")
 
 
-def _read_lines(stream: IO[str], name: str, count: int) -> list[str]:
-    try:
-        return list(itertools.islice(stream, count))
-    except UnicodeDecodeError as err:
-        raise PredictError(
-            f"input={name} is not UTF-8 text (byte 0x{err.object[err.start]:02x} cannot be "
-            "decoded; a UTF-16 file or a binary one?): save it as UTF-8 CSV"
-        ) from None
-
-
-def _is_header(line: str, header: str, n_features: int) -> bool:
+def _is_header(batch: Any) -> bool:
     """With header=auto, a first line is a header only when it is one: every cell a name, none a
     number. A first row with one bad cell is a bad row (named as such), never a header."""
-    if header != "auto":
-        return header == "yes"
-    if line.count(",") != n_features - 1:
-        return False  # the wrong width: reported as such by the parser
-    cells = [cell.strip() for cell in line.rstrip("\r\n").split(",")]
+    if not len(batch):
+        return False
+    cells = [column[0].as_py().strip() for column in batch.columns]
     return all(cell and not _is_number(cell) for cell in cells)
 
 
@@ -230,44 +239,71 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _parse_csv(lines: list[str], first_line_number: int, name: str, n_features: int) -> np.ndarray:
-    """numpy's C parser for the common case; a line-by-line scan only to name a problem exactly.
-    Widths are checked first: a line of a million cells must not be parsed to learn it is wrong."""
-    if not any(line.strip() for line in lines):
-        return np.empty((0, n_features), dtype=np.float32)
-    chunk = None
-    if all(line.count(",") == n_features - 1 for line in lines if line.strip()):
-        with contextlib.suppress(ValueError):
-            # comments=None: a row starting with '#' is a bad row, not a comment to drop.
-            chunk = np.loadtxt(lines, delimiter=",", dtype=np.float32, ndmin=2, comments=None)
-    fits = chunk is not None and (chunk.size == 0 or chunk.shape[1] == n_features)
-    if fits and np.isfinite(chunk).all():
-        return chunk.reshape(-1, n_features)
-    _raise_first_problem(lines, first_line_number, name, n_features)
-    raise PredictError(f"input={name}: unreadable CSV near line {first_line_number}")
+def _numbers_of(batch: Any, lines_before: int, name: str) -> np.ndarray:
+    """The batch's cells (text) as float32; the first cell that is not a finite number is named
+    by its line and column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-
-def _raise_first_problem(lines: list[str], first: int, name: str, n_features: int) -> None:
-    for number, line in enumerate(lines, start=first):
-        if not line.strip():
-            continue
-        if line.count(",") != n_features - 1:
+    values = []
+    for index, column in enumerate(batch.columns):
+        trimmed = pc.utf8_trim_whitespace(column)
+        try:
+            values.append(pc.cast(trimmed, pa.float32()).to_numpy(zero_copy_only=False))
+        except pa.ArrowInvalid:
+            row = _first_not_a_number(trimmed)
             raise PredictError(
-                f"input={name} line {number} has {line.count(',') + 1} columns; "
-                f"the model takes {n_features} features"
-            )
-        cells = line.rstrip("\r\n").split(",")
-        for column, cell in enumerate(cells, start=1):
-            try:
-                value = np.float32(cell)
-            except ValueError:
-                raise PredictError(
-                    f"input={name} line {number}, column {column}: {cell.strip()!r} is not a number"
-                ) from None
-            if not math.isfinite(value):
-                raise PredictError(
-                    f"input={name} line {number}, column {column}: {cell.strip()!r} is not finite"
-                )
+                f"input={name} line {lines_before + row + 1}, column {index + 1}: "
+                f"{trimmed[row].as_py()!r} is not a number"
+            ) from None
+    chunk = np.column_stack(values)
+    bad = np.argwhere(~np.isfinite(chunk))
+    if len(bad):
+        row, column = (int(i) for i in bad[0])
+        text = pc.utf8_trim_whitespace(batch.column(column))[row].as_py()
+        raise PredictError(
+            f"input={name} line {lines_before + row + 1}, column {column + 1}: "
+            f"{text!r} is not finite"
+        )
+    return chunk
+
+
+def _first_not_a_number(column: Any) -> int:
+    """The index of the first cell pyarrow cannot convert, by halving: each try is one cast."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    low, high = 0, len(column)  # the first bad cell lies in [low, high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        try:
+            pc.cast(column.slice(low, middle - low), pa.float32())
+        except pa.ArrowInvalid:
+            high = middle
+        else:
+            low = middle
+    return low
+
+
+def _unreadable_csv(error: Exception, lines: int, name: str, n_features: int) -> PredictError:
+    """pyarrow's parse error as one line a user can act on; `lines`: those read before it."""
+    message = str(error)
+    if "UTF8" in message or "\ufffd" in message or "\x00" in message:
+        return PredictError(
+            f"input={name} is not UTF-8 text (a UTF-16 file or a binary one?): save it as UTF-8 CSV"
+        )
+    width = re.search(r"(?:Row #(\d+): )?Expected \d+ columns, got (\d+)", message)
+    if width:
+        where = f"line {width[1]}" if width[1] else f"a line after line {lines}"
+        return PredictError(
+            f"input={name} {where} has {width[2]} columns; the model takes {n_features} features"
+        )
+    if "straddl" in message:
+        return PredictError(
+            f"input={name}: a line from line {lines + 1} on is longer than "
+            f"{CSV_BLOCK_BYTES >> 20} MB; a row holds the model's {n_features} features"
+        )
+    return PredictError(f"input={name} is not a readable CSV: {first_line(error)}")
 
 
 def _npy_chunks(path: Path, n_features: int, chunk_rows: int) -> Iterator[np.ndarray]:
@@ -358,22 +394,29 @@ def _header_names(path: Path, args: PredictArgs) -> list[str] | None:
         return list(pq.read_schema(files[0]).names)
     if suffix not in CSV_SUFFIXES or args.header == "no" or path.stat().st_size == 0:
         return None
-    first = _first_line(path)
-    cells = [cell.strip() for cell in first.rstrip("\r\n").split(",")]
-    if args.header == "yes" or all(cell and not _is_number(cell) for cell in cells):
-        return cells
+    names = _csv_header(path, "\t" if suffix.startswith(".tsv") else ",")
+    if names is None:
+        return None
+    if args.header == "yes" or all(name and not _is_number(name) for name in names):
+        return names
     return None
 
 
-def _first_line(path: Path) -> str:
-    import gzip
+def _csv_header(path: Path, delimiter: str) -> list[str] | None:
+    """The cells of a CSV's first line, as pyarrow reads a header; None where it cannot (the
+    positional reader then names the problem)."""
+    import pyarrow as pa
+    import pyarrow.csv as csv
 
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
-            return handle.readline(1 << 20)
-    except (UnicodeDecodeError, OSError):
-        return ""  # not a header: the positional reader names the problem
+        with csv.open_csv(
+            path,
+            read_options=csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+            parse_options=csv.ParseOptions(delimiter=delimiter),
+        ) as reader:
+            return [name.strip() for name in reader.schema.names]
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError):
+        return None
 
 
 def read_named_chunks(path: Path, names: list[str], chunk_rows: int) -> Iterator[np.ndarray]:
