@@ -381,6 +381,25 @@ def test_a_streamed_table_serves_the_same_rows_in_each_split_as_in_memory(
     torch.testing.assert_close(streamed.weight, whole.weight, rtol=1e-9, atol=0)
 
 
+def test_a_csv_read_in_small_blocks_gives_pieces_of_piece_rows_and_the_same_splits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_csv(tmp_path / "t.csv", rows(1000))
+    whole = source(path).load()
+    monkeypatch.setattr("linreg.data.table.CSV_BLOCK_BYTES", 512)  # about 8 lines a block
+    monkeypatch.setattr("linreg.data.table.PIECE_ROWS", 100)
+    table = source(path)
+    pieces = list(table.pieces(epoch=None))
+    assert [index for index, *_ in pieces] == list(range(len(pieces)))
+    lengths = [len(values) for _, _, values, _ in pieces]
+    assert [start for _, start, *_ in pieces] == [sum(lengths[:i]) for i in range(len(pieces))]
+    assert all(100 <= length < 120 for length in lengths[:-1])
+    assert sum(lengths) == 1000
+    for split, (features, targets) in table.load().items():
+        torch.testing.assert_close(features, whole[split][0], rtol=0, atol=0)
+        torch.testing.assert_close(targets, whole[split][1], rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("layout", ["parquet folder", "csv"])
 def test_streamed_epochs_shuffle_by_seed_and_epoch_and_processes_share_every_row(
     tmp_path: Path, layout: str, monkeypatch: pytest.MonkeyPatch

@@ -10,9 +10,10 @@ of a memory-mapped .npy) and never held whole.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from linreg.errors import ConfigError, first_line
 from linreg.formats import CSV_SUFFIXES, PARQUET_SUFFIXES, parquet_files, table_suffix
 
 PIECE_ROWS = 1 << 18  # rows decoded at a time (a .npy's pieces, slices of a row group)
-CSV_BLOCK_BYTES = 16 << 20
+CSV_BLOCK_BYTES = 1 << 20
 PARQUET_BUFFER_BYTES = 1 << 20
 Piece = tuple[int, int, np.ndarray, np.ndarray | None]  # index, first row, values, split labels
 
@@ -218,22 +219,25 @@ class TableSource(RegressionSource):
     # -- reading whole, or piece by piece
 
     def load(self) -> dict[str, Batch]:
-        _, _, values, labels = self._whole()
-        keep = self.checked_rows(0, values)
-        if not keep.any():
-            raise self._nothing_left()
-        codes = self.split_codes_at(0, len(values), labels)
-        self._check_not_constant(values[keep, : self.n_features])
+        """Every split whole, gathered piece by piece in file order: pyarrow never holds more than
+        a piece, and the rows are copied once into their split's parts and once when joined."""
+        parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in SPLITS}
+
+        def keep_rows(index: int, values: np.ndarray, codes: np.ndarray) -> None:
+            for code, name in enumerate(SPLITS):
+                rows = codes == code
+                parts[name].append(
+                    (values[rows, : self.n_features], values[rows, self.n_features :])
+                )
+
+        self._checking_pass(prefetched(self.pieces(epoch=None)), keep_rows)
         splits = {}
-        for code, name in enumerate(SPLITS):
-            rows = values[keep & (codes == code)]
+        for name in SPLITS:
+            features, targets = zip(*parts.pop(name), strict=True)
             splits[name] = (
-                torch.from_numpy(np.ascontiguousarray(rows[:, : self.n_features])),
-                torch.from_numpy(np.ascontiguousarray(rows[:, self.n_features :])),
+                torch.from_numpy(np.concatenate(features)),
+                torch.from_numpy(np.concatenate(targets)),
             )
-        if len(splits["train"][0]) == 0:
-            raise self._no_training_rows()
-        self.measured_on_training_rows = tuple(n for n in ("val", "test") if not len(splits[n][0]))
         for name in self.measured_on_training_rows:
             splits[name] = splits["train"]
         return splits
@@ -241,37 +245,12 @@ class TableSource(RegressionSource):
     def stream(self, batch_size: int) -> dict[str, TableStream]:
         """One checking pass over the table: it counts each split's rows, so that every epoch
         knows its length, and finds bad values before training starts."""
-        counts = np.zeros(len(SPLITS), dtype=np.int64)
-        low = np.full(self.n_features, np.inf)
-        high = np.full(self.n_features, -np.inf)
-        missing, first_missing = 0, None
         per_piece: dict[int, np.ndarray] = {}  # rows of each split in each piece
-        for index, start, values, labels in prefetched(self.pieces(epoch=None)):
-            if self.missing == "error":  # counted to the end, to say how many rows
-                bad_rows = self._missing_rows(values)
-                missing += int(bad_rows.sum())
-                if bad_rows.any() and first_missing is None:
-                    first_missing = (start, values)
-                if missing:
-                    continue
-            keep = self.checked_rows(start, values)
-            codes = self.split_codes_at(start, len(values), labels)[keep]
-            found = np.bincount(codes, minlength=len(SPLITS))
-            per_piece[index] = per_piece.get(index, 0) + found
-            counts += found
-            if keep.any():
-                low = np.minimum(low, values[keep, : self.n_features].min(axis=0))
-                high = np.maximum(high, values[keep, : self.n_features].max(axis=0))
-        if first_missing is not None:
-            self._raise_missing(missing, *first_missing)
-        if not counts.any():
-            raise self._nothing_left()
-        self._check_not_constant(np.stack([low, high]))
-        if counts[0] == 0:
-            raise self._no_training_rows()
-        self.measured_on_training_rows = tuple(
-            name for name, count in zip(SPLITS[1:], counts[1:], strict=True) if not count
-        )
+
+        def count(index: int, values: np.ndarray, codes: np.ndarray) -> None:
+            per_piece[index] = per_piece.get(index, 0) + np.bincount(codes, minlength=len(SPLITS))
+
+        counts = self._checking_pass(prefetched(self.pieces(epoch=None)), count)
         # Pieces a process can read on its own: Parquet row groups and .npy slices, not CSV blocks.
         random_access = not self.is_csv
         streams = {}
@@ -282,25 +261,44 @@ class TableSource(RegressionSource):
             streams[name] = TableStream(self, served, int(counts[code]), batch_size, piece_rows)
         return streams
 
-    def _whole(self) -> Piece:
-        """The table as one piece: every row of the run's columns."""
-        try:
-            if self.is_csv:
-                import pyarrow.csv as csv
-
-                table = csv.read_csv(self.path, **_csv_options(self.path, self.read_columns))
-            elif self.is_parquet:
-                import pyarrow.parquet as pq
-
-                table = pa.concat_tables(
-                    pq.read_table(file, columns=self.read_columns) for file in self.files
-                )
-            else:
-                values = _numpy_array(self.path)[:, self._numpy_columns]
-                return 0, 0, np.asarray(values, dtype=np.float32), None
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
-            raise _readable(err, self.path) from err
-        return 0, 0, self._numbers(table), self._labels(table)
+    def _checking_pass(
+        self, pieces: Iterator[Piece], visit: Callable[[int, np.ndarray, np.ndarray], None]
+    ) -> np.ndarray:
+        """Check every piece and hand its kept rows and their split codes to `visit(index, rows,
+        codes)`; returns the rows of each split. Missing values (under missing=error) are counted
+        to the end, to say how many rows have them; a table that leaves no training rows, or a
+        constant feature, is an error."""
+        counts = np.zeros(len(SPLITS), dtype=np.int64)
+        low = np.full(self.n_features, np.inf)
+        high = np.full(self.n_features, -np.inf)
+        missing, first_missing = 0, None
+        for index, start, values, labels in pieces:
+            if self.missing == "error":
+                bad_rows = self._missing_rows(values)
+                missing += int(bad_rows.sum())
+                if bad_rows.any() and first_missing is None:
+                    first_missing = (start, values)
+                if missing:
+                    continue
+            keep = self.checked_rows(start, values)
+            codes = self.split_codes_at(start, len(values), labels)
+            kept = values if keep.all() else values[keep]
+            visit(index, kept, codes[keep])
+            counts += np.bincount(codes[keep], minlength=len(SPLITS))
+            if len(kept):
+                low = np.minimum(low, kept[:, : self.n_features].min(axis=0))
+                high = np.maximum(high, kept[:, : self.n_features].max(axis=0))
+        if first_missing is not None:
+            self._raise_missing(missing, *first_missing)
+        if not counts.any():
+            raise self._nothing_left()
+        self._check_not_constant(np.stack([low, high]))
+        if counts[0] == 0:
+            raise self._no_training_rows()
+        self.measured_on_training_rows = tuple(
+            name for name, count in zip(SPLITS[1:], counts[1:], strict=True) if not count
+        )
+        return counts
 
     def pieces(self, epoch: int | None, only: set[int] | None = None) -> Iterator[Piece]:
         """The table piece by piece; with an `epoch`, Parquet's and .npy's pieces come in a
@@ -317,15 +315,25 @@ class TableSource(RegressionSource):
             raise _readable(err, self.path) from err
 
     def _csv_pieces(self) -> Iterator[Piece]:
+        """Pieces of about PIECE_ROWS rows, joined from small blocks: pyarrow's reader holds some
+        36 blocks in flight (measured: 39 MB at 1 MB blocks, 579 MB at 16 MB, equally fast), while
+        a piece is the window rows are shuffled in, so it stays as large as a Parquet slice."""
         import pyarrow.csv as csv
 
         options = _csv_options(self.path, self.read_columns)
         options["read_options"] = csv.ReadOptions(block_size=CSV_BLOCK_BYTES)
-        start = 0
+        start, index = 0, 0
+        blocks: list[tuple[np.ndarray, np.ndarray | None]] = []
         with csv.open_csv(self.path, **options) as reader:
-            for index, batch in enumerate(reader):
-                yield index, start, self._numbers(batch), self._labels(batch)
-                start += len(batch)
+            for batch in itertools.chain(reader, [None]):
+                if batch is not None:
+                    blocks.append((self._numbers(batch), self._labels(batch)))
+                held = sum(len(values) for values, _ in blocks)
+                if blocks and (held >= PIECE_ROWS or batch is None):
+                    values, labels = zip(*blocks, strict=True)
+                    joined = None if labels[0] is None else np.concatenate(labels)
+                    yield index, start, np.concatenate(values), joined
+                    start, index, blocks = start + held, index + 1, []
 
     def _parquet_pieces(self, epoch: int | None, only: set[int] | None) -> Iterator[Piece]:
         import pyarrow.parquet as pq
@@ -361,33 +369,27 @@ class TableSource(RegressionSource):
 
     # -- checks, shared by both ways of reading
 
-    def _numbers(self, data: pa.Table | pa.RecordBatch) -> np.ndarray:
+    def _numbers(self, batch: pa.RecordBatch) -> np.ndarray:
         """The run's columns as one row-major float32 array (what training reads), empty cells as
-        NaN, converted by pyarrow in one call per record batch; a column of text is an error."""
+        NaN, converted by pyarrow in one call; a column of text is an error."""
         numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_null)
         for name in self.columns:
-            kind = data.schema.field(name).type
+            kind = batch.schema.field(name).type
             if not any(is_kind(kind) for is_kind in numeric):
                 role = "data.target" if name in self.target_names else "data.features"
                 raise ConfigError(
                     f"{role}: column {name!r} of {self.path} holds {kind} values, not "
                     "numbers; leave it out or encode it as numbers"
                 )
-        as_float32 = pa.schema([(name, pa.float32()) for name in self.columns])
-        batches = data.to_batches() if isinstance(data, pa.Table) else [data]
-        parts = [
-            np.asarray(batch.select(self.columns).cast(as_float32).to_tensor(null_to_nan=True))
-            for batch in batches
-            if batch.num_rows
-        ]
-        if not parts:
+        if not batch.num_rows:
             return np.empty((0, len(self.columns)), dtype=np.float32)
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        as_float32 = pa.schema([(name, pa.float32()) for name in self.columns])
+        return np.asarray(batch.select(self.columns).cast(as_float32).to_tensor(null_to_nan=True))
 
-    def _labels(self, table: pa.Table | pa.RecordBatch) -> np.ndarray | None:
+    def _labels(self, batch: pa.RecordBatch) -> np.ndarray | None:
         if not self.split_column:
             return None
-        return np.asarray(table.column(self.split_column).cast(pa.string()).to_pylist(), object)
+        return np.asarray(batch.column(self.split_column).cast(pa.string()).to_pylist(), object)
 
     def checked_rows(self, start: int, values: np.ndarray) -> np.ndarray:
         """The rows to keep: all, or those without a missing value (`missing=drop`); a missing
