@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,10 +24,14 @@ def test_bench_times_every_path_and_writes_a_markdown_table(tmp_path: Path) -> N
     out = tmp_path / "bench.md"
     args = ["--rows", "20000", "--features", "4", "--batch-sizes", "512", "2048",
             "--repeats", "1", "--out", str(out)]  # fmt: skip
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "linreg.bench", *args], cwd=ROOT, capture_output=True, text=True
-    )
+        [sys.executable, "-m", "linreg.bench", *args], cwd=ROOT, capture_output=True, text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert not list(scratch.glob("linreg-*"))  # no run folders left behind
     rows = [
         line.split(" | ") for line in out.read_text().splitlines() if line[:3] in ("| 5", "| 2")
     ]
@@ -37,15 +42,20 @@ def test_bench_times_every_path_and_writes_a_markdown_table(tmp_path: Path) -> N
 
 
 def table_rows(args: list[str], tmp_path: Path) -> list[list[str]]:
-    """The body rows of the table that `python -m linreg.bench *args` writes, split into cells."""
+    """The body rows of the table that `python -m linreg.bench *args` writes, split into cells;
+    the runs it made in the temporary folder are gone."""
     out = tmp_path / "bench.md"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     result = subprocess.run(
         [sys.executable, "-m", "linreg.bench", *args, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
     )
     assert result.returncode == 0, result.stderr
+    assert not list(scratch.glob("linreg-*"))
     lines = [line for line in out.read_text().splitlines() if line.startswith("| ")]
     return [line.strip("| ").split(" | ") for line in lines[1:] if not line.startswith("|---")]
 

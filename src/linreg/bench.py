@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -201,10 +202,21 @@ def closed_form(x: Tensor, y: Tensor) -> tuple[float, float]:
 def run(
     rows: int, features: int, batch_sizes: list[int], repeats: int, device: str, checkout: Path
 ) -> str:
-    """Time every path at every batch size; returns the Markdown report."""
+    """Time every path at every batch size; returns the Markdown report. The runs' folders are
+    temporary."""
+    workdir = Path(tempfile.mkdtemp(prefix="linreg-bench-"))
+    try:
+        return _run_paths(rows, features, batch_sizes, repeats, device, checkout, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_paths(
+    rows: int, features: int, batch_sizes: list[int], repeats: int, device: str, checkout: Path,
+    workdir: Path,
+) -> str:  # fmt: skip
     from linreg.run.build import build_datamodule
 
-    workdir = Path(tempfile.mkdtemp(prefix="linreg-bench-"))
     lines = [
         f"N={rows:,} rows x {features} features, float32, SGD (lr {SGD_LR}), one epoch, "
         f"device {device}, median of {repeats} interleaved repeats "
@@ -254,11 +266,11 @@ def run(
     return "\n".join(lines) + "\n"
 
 
-def _train_run(
-    overrides: list[str], device: str, checkout: Path
-) -> tuple[float, float, Path, dict]:
-    """(wall seconds, peak RSS in MB, run folder, metrics.json) of one `python train.py` in a
-    subprocess."""
+def _train_run(overrides: list[str], device: str, checkout: Path) -> tuple[float, float, Any, dict]:
+    """(wall seconds, peak RSS in MB, the run's config, metrics.json) of one `python train.py` in a
+    subprocess; its run folder is removed afterwards."""
+    from linreg.runs import load_run_config
+
     run_dir = Path(tempfile.mkdtemp(prefix="linreg-bench-run-"))
     command = [
         sys.executable, str(checkout / "train.py"), *overrides,
@@ -266,14 +278,17 @@ def _train_run(
         f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
         f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    if status != 0:
-        raise RuntimeError(f"{' '.join(command)} failed (status {status})")
-    summary = json.loads((run_dir / "metrics.json").read_text())
-    return seconds, usage.ru_maxrss / 1024, run_dir, summary
+    try:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        if status != 0:
+            raise RuntimeError(f"{' '.join(command)} failed (status {status})")
+        summary = json.loads((run_dir / "metrics.json").read_text())
+        return seconds, usage.ru_maxrss / 1024, load_run_config(run_dir), summary
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def streaming(rows_list: list[int], device: str, checkout: Path) -> str:
@@ -368,8 +383,6 @@ def tables(rows_list: list[int], device: str, checkout: Path) -> str:
 def accuracy(device: str, checkout: Path) -> str:
     """Every shipped optimizer config, as shipped, on the default data: test MSE against the
     closed-form least-squares reference."""
-    from linreg.runs import load_run_config
-
     lines = [
         "Every optimizer option with its default lr and scheduler: `python train.py "
         "optimizer=<name>` (default data, max_epochs, seed), test split",
@@ -378,9 +391,9 @@ def accuracy(device: str, checkout: Path) -> str:
         "|---|---|---|---|---|---|",
     ]
     for option in sorted(path.stem for path in (checkout / "conf" / "optimizer").glob("*.yaml")):
-        seconds, _, run_dir, summary = _train_run([f"optimizer={option}"], device, checkout)
+        seconds, _, config, summary = _train_run([f"optimizer={option}"], device, checkout)
         metrics = summary["metrics"]
-        lr = load_run_config(run_dir).optimizer.lr
+        lr = config.optimizer.lr
         lines.append(
             f"| {option} | {lr:g} | {metrics['test/mse']:.6f} | "
             f"{metrics['reference/test_mse']:.6f} | "
