@@ -200,7 +200,7 @@ def _positional_csv_chunks(
     header_lines = int(args.header == "yes")
     options = {
         "read_options": csv.ReadOptions(
-            column_names=columns, skip_rows=int(args.header == "yes"),
+            column_names=columns, skip_rows=header_lines,
             block_size=CSV_BLOCK_BYTES, use_threads=False,
         ),
         "parse_options": csv.ParseOptions(delimiter=delimiter),
