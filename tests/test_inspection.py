@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import FAST, run_cli
+from conftest import FAST, ROOT, run_cli
 from rich.console import Console
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -185,3 +185,20 @@ def test_debug_limit_runs_a_fraction_of_the_batches(tmp_path: Path) -> None:
     batches_per_epoch = -(-int(8000 * 0.7) // 64)  # 88
     assert summary["epochs"] == 3
     assert summary["global_step"] == summary["optimizer_steps"] == 3 * int(0.1 * batches_per_epoch)
+
+
+def test_the_tensorboard_hint_runs_as_printed_and_only_when_there_is_tensorboard(
+    tmp_path: Path,
+) -> None:
+    result = run_cli(list(FAST), tmp_path / "tensorboard")
+    assert result.returncode == 0, result.stderr
+    (hint,) = [line for line in result.stdout.splitlines() if line.startswith("inspect with")]
+    command, flag, folder = hint.split()[2:]
+    assert (flag, folder) == ("--logdir", str(tmp_path / "tensorboard"))
+    # Run from where the run was started, without an activated environment.
+    version = subprocess.run([command, "--version"], cwd=ROOT, capture_output=True, text=True,
+                             env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert version.returncode == 0, version.stderr
+    csv_only = run_cli([*FAST, "logger=csv"], tmp_path / "csv")
+    assert csv_only.returncode == 0, csv_only.stderr
+    assert "inspect with" not in csv_only.stdout

@@ -92,7 +92,7 @@ def coefficient_tables(coefficients: dict[str, Any], limit: int = 10) -> list[Ta
     return tables
 
 
-def show_summary(summary: dict[str, Any], output_dir: Path) -> None:
+def show_summary(summary: dict[str, Any], output_dir: Path, with_tensorboard: bool) -> None:
     console = Console()
     console.print(summary_table(summary))
     for table in coefficient_tables(summary.get("coefficients") or {}):
@@ -103,9 +103,23 @@ def show_summary(summary: dict[str, Any], output_dir: Path) -> None:
     for name, path in summary["paths"].items():
         if path:
             console.print(f"{name:<16} {output_dir / path}", highlight=False, soft_wrap=True)
-    console.print(
-        f"inspect with     tensorboard --logdir {output_dir}", highlight=False, soft_wrap=True
-    )
+    if with_tensorboard:
+        console.print(
+            f"inspect with     {tensorboard_command()} --logdir {output_dir}",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+
+
+def tensorboard_command() -> str:
+    """TensorBoard as this interpreter's environment installs it (`.venv/bin/tensorboard`), so
+    the hint runs as printed whether or not the environment is activated."""
+    beside = Path(sys.executable).parent / "tensorboard"
+    if not beside.is_file():
+        return "tensorboard"
+    try:
+        return str(beside.relative_to(Path.cwd()))
+    except ValueError:
+        return str(beside)
 
 
 class EpochLines(ProgressBar):

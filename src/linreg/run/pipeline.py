@@ -225,7 +225,8 @@ def record(
         },
     }
     write_json_atomic(output_dir / "metrics.json", summary)
-    show_summary(summary, output_dir)
+    with_tensorboard = any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers)
+    show_summary(summary, output_dir, with_tensorboard)
     return metrics[cfg.objective]
 
 
