@@ -39,6 +39,7 @@ USAGE = (
 HEADER_CHOICES = ("auto", "yes", "no")
 CSV_BLOCK_BYTES = 1 << 20  # CSV text parsed at a time; a row of numbers never comes near it
 PROGRESS_MIN_BYTES = 50_000_000
+STOPPED_STATUSES = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # the shell's statuses for them
 
 
 class PredictError(LinregError):
@@ -532,9 +533,10 @@ def predict(args: PredictArgs) -> int:
         header = predictor.target_names
     else:
         chunks, header = read_chunks(args, predictor.n_features), None
-    return write_predictions(
-        (predictor.predict(chunk) for chunk in chunks), args.output, predictor.n_targets, header
-    )
+    with contextlib.closing(chunks):  # the reader is closed on every way out, not at exit
+        return write_predictions(
+            (predictor.predict(chunk) for chunk in chunks), args.output, predictor.n_targets, header
+        )
 
 
 def main(argv: Sequence[str]) -> None:
@@ -550,6 +552,14 @@ def main(argv: Sequence[str]) -> None:
         # The reader went away (`| head -1`): stop quietly, and keep Python's exit-time flush of
         # stdout from complaining about the closed pipe.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except SystemExit as stop:
+        if stop.code in STOPPED_STATUSES:
+            # The unwinding has removed the temporary files; what is left is a read pyarrow may
+            # still have in flight, and tearing the interpreter down under it aborts or hangs the
+            # process ("terminate called without an active exception", apache/arrow#34314).
+            sys.stderr.flush()
+            os._exit(stop.code)
+        raise
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
