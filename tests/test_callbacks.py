@@ -41,14 +41,14 @@ def guard_after(trainer: SimpleNamespace, module: nn.Module, outputs, batch, ind
     guard.on_train_batch_end(trainer, module, outputs, batch, index)
 
 
-def test_divergence_names_the_first_bad_batch_and_the_lr_in_force() -> None:
+def test_divergence_names_the_first_bad_batch_and_the_lr_set() -> None:
     losses = torch.tensor([1.0, 2.0, float("inf"), float("nan")])  # a last, short execution
     with pytest.raises(DivergenceError) as info:
         guard_after(trainer_at(), module_with(), {"loss": losses}, execution(4), 2)
     assert str(info.value).startswith(
         "training diverged at step 3 (epoch 2, batch 34): train/loss is inf;"
     )
-    assert "optimizer.lr=0.5 at that step" in str(info.value)
+    assert "optimizer.lr=0.5)" in str(info.value)
 
 
 def test_weights_made_non_finite_by_the_last_step_are_caught_with_finite_losses() -> None:

@@ -63,7 +63,7 @@ def test_diverging_run_stops_naming_the_step_and_leaves_nothing_to_serve(
 ) -> None:
     result = cli("optimizer=sgd", "optimizer.lr=1e3")
     assert_one_line_error(result, "training diverged at step ")
-    assert "optimizer.lr=1000" in result.stderr
+    assert "optimizer.lr=1000)" in result.stderr
     run_dir = tmp_path / "run"
     assert not (run_dir / "model.onnx").exists()
     assert not list(run_dir.glob("checkpoints/*.ckpt"))  # caught before any epoch was saved

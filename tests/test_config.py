@@ -55,7 +55,7 @@ def test_every_option_of_every_group_composes_and_resolves(group: str, option: s
 def test_defaults_are_sgd_with_cosine_on_cpu_logging_to_tensorboard() -> None:
     cfg = compose_config()
     assert cfg.optimizer._target_ == "torch.optim.SGD"
-    assert cfg.scheduler.T_max == cfg.trainer.max_epochs
+    assert cfg.scheduler._target_ == "linreg.models.schedules.WarmupCosine"
     assert cfg.trainer.accelerator == "cpu"
     assert list(cfg.logger) == ["tensorboard"]
     assert cfg.data.seed == cfg.seed

@@ -509,9 +509,9 @@ def test_the_slurm_launcher_without_slurm_is_one_line_and_writes_nothing(tmp_pat
 @pytest.mark.parametrize(
     ("extra", "blame"),
     [
-        ([], "optimizer.lr=1000 in that epoch"),
-        (["logger=none"], "optimizer.lr=1000 in that epoch"),
-        (["export.enabled=false"], "optimizer.lr=1000 in that epoch"),
+        ([], "optimizer.lr=1000)"),
+        (["logger=none"], "optimizer.lr=1000)"),
+        (["export.enabled=false"], "optimizer.lr=1000)"),
         (["optimizer.lr=0.05", "data.noise_std=1e30"], "the learning rate is not the cause"),
     ],
 )

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import FAST, ROOT, run_cli
+from conftest import FAST, QUIET, ROOT, run_cli
 from rich.console import Console
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -127,7 +127,7 @@ def test_summary_table_shows_the_numbers_of_metrics_json(trained_run: Path) -> N
 def test_config_tree_is_saved_in_the_run_folder(trained_run: Path) -> None:
     tree = (trained_run / "config_tree.txt").read_text()
     assert tree.startswith("config")
-    for line in ("_target_: torch.optim.SGD", "lr: 0.05", "n_samples: 8000", "max_epochs: 6"):
+    for line in ("_target_: torch.optim.SGD", "lr: 0.4", "n_samples: 8000", "max_epochs: 6"):
         assert line in tree
 
 
@@ -138,7 +138,11 @@ def test_console_without_a_terminal_prints_epoch_lines_a_summary_and_no_library_
     assert result.returncode == 0, result.stderr
     epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
     assert [line.split()[1] for line in epoch_lines] == [f"{n}/6" for n in range(1, 7)]
-    assert all("train/loss" in line and "val/loss" in line for line in epoch_lines)
+    # Each line shows its own epoch's mean training loss, the value TensorBoard has for it.
+    shown = [float(line.split("train/epoch_loss ")[1].split()[0]) for line in epoch_lines]
+    logged = [event.value for event in events(tmp_path).Scalars("train/epoch_loss")]
+    assert shown == pytest.approx(logged, rel=1e-4)
+    assert all("val/loss" in line for line in epoch_lines)
     assert "\r" not in result.stdout
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert "run summary" in result.stdout
@@ -147,6 +151,22 @@ def test_console_without_a_terminal_prints_epoch_lines_a_summary_and_no_library_
     output = result.stdout + result.stderr
     for chatter in ("Tip:", "LeafSpec", "torchvision", "[torch.onnx]", "onnx_ir"):
         assert chatter not in output
+
+
+def test_an_epoch_shorter_than_the_logging_interval_still_logs_its_own_training_loss(
+    tmp_path: Path,
+) -> None:
+    # 2,800 training rows: 11 batches, one execution of 16 per epoch, under the interval of 4.
+    result = run_cli(["data.n_samples=4000", "trainer.max_epochs=5", *QUIET], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "logging interval" not in result.stderr
+    scalars = events(tmp_path)
+    steps = [event.step for event in scalars.Scalars("train/loss")]
+    window = [event.value for event in scalars.Scalars("train/loss")]
+    epoch = [event.value for event in scalars.Scalars("train/epoch_loss")]
+    assert len(steps) == len(epoch) == 5
+    assert window == pytest.approx(epoch, rel=1e-5)  # one execution: the window is the epoch
+    assert len(set(epoch)) == 5 and epoch[-1] < epoch[0]
 
 
 def test_debug_fast_dev_run_runs_one_batch_per_stage_and_saves_nothing(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -14,6 +16,7 @@ from linreg.models.metrics import RunningLoss, evaluate
 from linreg.models.mlp import MLP
 from linreg.models.module import RegressionModule
 from linreg.models.network import network_from_checkpoint
+from linreg.models.schedules import WarmupCosine, build_scheduler
 
 OPTIMIZERS = options("optimizer")
 SCHEDULERS = options("scheduler")
@@ -37,13 +40,48 @@ def test_constant_feature_is_left_unscaled_instead_of_dividing_by_zero() -> None
     assert torch.isfinite(regressor(torch.ones(4, 2))).all()
 
 
-def test_coefficients_reproduce_the_linear_network_on_raw_features() -> None:
+def correlated(n_rows: int, correlation: float) -> torch.Tensor:
+    shared = torch.randn(n_rows, 1)
+    return 5 + 3 * ((1 - correlation) ** 0.5 * torch.randn(n_rows, 4) + correlation**0.5 * shared)
+
+
+def test_decorrelation_makes_nearly_repeated_columns_uncorrelated_and_drops_exact_repeats() -> None:
+    torch.manual_seed(0)
+    regressor = LinearRegressor(4, 1)
+    features = correlated(5000, 0.99)
+    regressor.fit_standardization(features, torch.randn(5000, 1))
+    whitened = regressor.decorrelate(regressor.standardize(features))
+    torch.testing.assert_close(torch.cov(whitened.T), torch.eye(4), atol=1e-3, rtol=0)
+    # A column that is the sum of two others adds no direction: it is dropped, not blown up.
+    repeated = torch.cat([features[:, :3], features[:, :2].sum(1, keepdim=True)], dim=1)
+    regressor.fit_standardization(repeated, torch.randn(5000, 1))
+    covariance = torch.cov(regressor.decorrelate(regressor.standardize(repeated)).T)
+    assert torch.linalg.matrix_rank(covariance, atol=1e-3) == 3
+    assert covariance.diagonal().max() < 1 + 1e-3
+
+
+def test_the_trained_function_is_the_exported_one_with_every_standardisation_folded() -> None:
     torch.manual_seed(0)
     regressor = LinearRegressor(4, 2)
-    regressor.standardize.fit_(torch.randn(200, 4) * 3 + 2)
+    features = correlated(300, 0.9)
+    regressor.fit_standardization(features, 1e4 * torch.randn(300, 2) + 5e5)
+    torch.nn.init.normal_(regressor.linear.weight)
+    torch.nn.init.normal_(regressor.linear.bias)
     weight, bias = regressor.coefficients()
-    features = torch.randn(10, 4) * 3 + 2
-    torch.testing.assert_close(regressor(features), features @ weight.T + bias)
+    regressor.eval()
+    expected = regressor(features).double()
+    folded = features.double() @ weight.double().T + bias.double()
+    torch.testing.assert_close(folded, expected, rtol=1e-5, atol=0.0)
+    regressor.train()  # training takes the folded path
+    torch.testing.assert_close(regressor(features).double(), expected, rtol=1e-5, atol=0.0)
+
+
+def test_fitting_the_standardisation_starts_predictions_at_the_training_targets_mean() -> None:
+    regressor = LinearRegressor(3, 2)
+    targets = torch.tensor([[1e4, -3.0]]) + torch.randn(100, 2) * torch.tensor([[50.0, 0.1]])
+    regressor.fit_standardization(torch.randn(100, 3), targets)
+    prediction = regressor.eval()(torch.zeros(1, 3) + regressor.standardize.mean)
+    torch.testing.assert_close(prediction[0], targets.mean(0), rtol=1e-6, atol=1e-4)
 
 
 def test_hyper_parameters_are_plain_values_that_name_the_network() -> None:
@@ -110,7 +148,7 @@ def test_each_optimizer_and_scheduler_builds_and_steps(optimizer: str, scheduler
     assert type(opt).__name__.lower() == optimizer
     assert opt.param_groups[0]["lr"] == cfg.optimizer.lr
 
-    schedule = instantiate(cfg.scheduler)(opt) if cfg.scheduler else None
+    schedule = build_scheduler(instantiate(cfg.scheduler), opt, 10) if cfg.scheduler else None
 
     before = network.linear.weight.detach().clone()
     features, targets = torch.randn(16, 3), torch.randn(16, 1)
@@ -121,9 +159,26 @@ def test_each_optimizer_and_scheduler_builds_and_steps(optimizer: str, scheduler
     if schedule is None:
         assert scheduler == "none"
         return
-    for _ in range(5 if scheduler == "plateau" else cfg.scheduler.get("step_size", 1)):
+    for _ in range(cfg.scheduler.get("step_size", 5)):
         schedule.step(1.0) if scheduler == "plateau" else schedule.step()
     assert opt.param_groups[0]["lr"] < cfg.optimizer.lr
+
+
+def test_warmup_cosine_rises_over_its_warmup_then_anneals_to_its_floor_at_the_last_step() -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    schedule = WarmupCosine(optimizer, total_steps=100, warmup_fraction=0.05, final_lr_fraction=0.1)
+    rates = [optimizer.param_groups[0]["lr"]]
+    for _ in range(100):
+        optimizer.step()
+        schedule.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates[:6] == pytest.approx([2 * k / 6 for k in range(1, 6)] + [2.0])
+    assert rates[5:] == sorted(rates[5:], reverse=True)
+    midway = 0.2 + 1.8 * 0.5 * (1 + math.cos(math.pi * 47 / 95))  # 47 of 95 annealing steps
+    assert rates[5 + 47] == pytest.approx(midway)
+    assert rates[-1] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match=r"warmup_fraction=1.5 must be in \[0, 1\)"):
+        WarmupCosine(optimizer, total_steps=10, warmup_fraction=1.5)
 
 
 def test_evaluate_reports_the_stage_metrics_on_a_whole_split() -> None:
@@ -157,7 +212,7 @@ def fit(
     torch.manual_seed(0)  # the same initial weights
     datamodule = instantiate(cfg.data)
     network = LinearRegressor(datamodule.n_features, datamodule.n_targets)
-    network.fit_standardization(datamodule.split("train")[0])
+    network.fit_standardization(*datamodule.split("train"))
     module = RegressionModule(
         network,
         optimizer=instantiate(cfg.optimizer),
@@ -177,11 +232,12 @@ def fit(
     "scheduler",
     [
         ["scheduler=none"],
+        ["scheduler=cosine"],  # stepped after every optimizer step
         ["scheduler=step", "scheduler.step_size=2"],
         # Cuts the rate after every epoch that does not cut val/loss tenfold.
         ["scheduler=plateau", "scheduler.patience=0", "scheduler.threshold=0.9"],
     ],
-    ids=["none", "step", "plateau"],
+    ids=["none", "cosine", "step", "plateau"],
 )
 def test_several_steps_per_execution_train_exactly_like_one_step_per_lightning_step(
     scheduler: list[str],

@@ -154,11 +154,14 @@ def test_resume_accepts_the_original_overrides_repeated(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["optimizer.lr=3"], "these overrides change it: optimizer.lr=0.05->3.0; "),
+        (["optimizer.lr=3"], "these overrides change it: optimizer.lr=0.4->3.0; "),
         (["optimizer=adam"], "these overrides change it: optimizer=sgd->adam; "),
         (["data.n_samples=999"], "these overrides change it: data.n_samples=200000->999; "),
         (["trainer.max_epochs=2"], "trainer.max_epochs=2 is less than the 4 epochs this run"),
-        (["trainer.max_epochs=6"], "this run's schedule (torch.optim.lr_scheduler.Cosine"),
+        (
+            ["trainer.max_epochs=6"],
+            "this run's schedule (linreg.models.schedules.WarmupCosine, per optimizer step)",
+        ),
     ],
 )
 def test_a_refused_resume_names_the_change_and_writes_nothing(

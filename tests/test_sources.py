@@ -51,7 +51,7 @@ def test_a_source_without_ground_truth_trains_and_skips_what_needs_one(
     datamodule.setup()
     assert datamodule.ground_truth is None
     network = LinearRegressor(datamodule.n_features, datamodule.n_targets)
-    network.fit_standardization(datamodule.split("train")[0])
+    network.fit_standardization(*datamodule.split("train"))
     module = RegressionModule(network, optimizer=lambda p: torch.optim.SGD(p, lr=0.05))
     trainer = pl.Trainer(
         max_epochs=8, accelerator="cpu", enable_checkpointing=False, enable_progress_bar=False,

@@ -217,10 +217,13 @@ def test_lesson_7_lightning_matches_the_closed_form_fit() -> None:
 def test_lesson_8_save_load_export() -> None:
     facts, out = ran("lesson_08_save_load_export")
     assert facts["state_dict_keys"] == [
+        "decorrelate.rotation",
         "linear.bias",
         "linear.weight",
         "standardize.mean",
         "standardize.std",
+        "target_standardize.mean",
+        "target_standardize.std",
     ]
     assert facts["state_dict_roundtrip"] is True
     assert facts["checkpoint_epoch"] == 3

@@ -106,7 +106,7 @@ def fit_project_module(steps_per_execution: int) -> tuple[float, int, float]:
     pl.seed_everything(0, verbose=False)  # the same initial weights every time
     # Lesson 4 standardised by hand; here the network carries the statistics of the train split.
     network = LinearRegressor(n_features=5, n_targets=1)
-    network.fit_standardization(datamodule.split("train")[0])
+    network.fit_standardization(*datamodule.split("train"))
     module = ProjectModule(
         network,
         optimizer=functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9),

@@ -32,7 +32,7 @@ def main(workdir: Path | None = None) -> dict[str, Any]:
 def run(workdir: Path) -> dict[str, Any]:
     datamodule = small_datamodule(n_samples=2000, n_features=4, seed=1)
     network = LinearRegressor(4, 1)  # the network; the module below trains it
-    network.fit_standardization(datamodule.split("train")[0])
+    network.fit_standardization(*datamodule.split("train"))
     module = RegressionModule(network, optimizer=functools.partial(torch.optim.Adam, lr=0.1))
     trainer = plain_trainer(max_epochs=3)
     trainer.fit(module, datamodule=datamodule)

@@ -156,7 +156,8 @@ def tidy_lightning_output() -> None:
     The `lightning` package gives its logger a console handler of its own and still propagates to
     the root handlers that Hydra configures (console and the run's log file), so every line would
     print twice; it advertises a hosted product at every fit; and its pytree helper trips a
-    deprecation warning of torch's that users can do nothing about.
+    deprecation warning of torch's that users can do nothing about. Its warning that an epoch
+    has fewer steps than the logging interval is moot: the module then logs once per step.
     """
     if logging.getLogger().hasHandlers():
         logging.getLogger("lightning").handlers.clear()
@@ -166,3 +167,4 @@ def tidy_lightning_output() -> None:
         message=r".*isinstance\(treespec, LeafSpec\)",
         module=r"lightning\.pytorch\.utilities\._pytree",
     )
+    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller")

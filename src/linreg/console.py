@@ -123,12 +123,14 @@ def tensorboard_command() -> str:
 
 
 class EpochLines(ProgressBar):
-    """Progress for logs, not terminals: one plain line per epoch instead of a redrawn bar."""
+    """Progress for logs, not terminals: one plain line per epoch instead of a redrawn bar, with
+    the epoch's own mean training loss and, when it validated, its validation loss."""
 
     def __init__(self) -> None:
         super().__init__()
         self._enabled = True
         self._epoch_started = 0.0
+        self._validated = False
 
     def disable(self) -> None:
         self._enabled = False
@@ -138,19 +140,24 @@ class EpochLines(ProgressBar):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_started = time.perf_counter()
+        self._validated = False
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self._enabled or trainer.sanity_checking or trainer.state.fn != "fit":
+        self._validated = not trainer.sanity_checking
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Runs after the epoch's validation, before the module logs its epoch values: the
+        # training loss is read from the module (RegressionModule.epoch_loss).
+        if not self._enabled:
             return
-        metrics = trainer.callback_metrics
-        shown = "  ".join(
-            f"{name} {float(metrics[name]):.5g}"
-            for name in ("train/loss", "val/loss")
-            if name in metrics
-        )
+        shown = []
+        if (loss := getattr(pl_module, "epoch_loss", None)) is not None:
+            shown.append(f"train/epoch_loss {float(loss):.5g}")
+        if self._validated and "val/loss" in trainer.callback_metrics:
+            shown.append(f"val/loss {float(trainer.callback_metrics['val/loss']):.5g}")
         elapsed = time.perf_counter() - self._epoch_started
-        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}  ({elapsed:.2f} s)",
-              flush=True)  # fmt: skip
+        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {'  '.join(shown)}  "
+              f"({elapsed:.2f} s)", flush=True)  # fmt: skip
 
 
 def progress_bar(refresh_rate: int = 10, enabled: bool = True) -> ProgressBar | None:

@@ -54,6 +54,7 @@ class MultiStepExecution:
     def __init__(self, steps_per_execution: int) -> None:
         self.steps_per_execution = steps_per_execution
         self.executed_steps = 0  # optimizer steps taken in executions
+        self.per_step_schedule = False  # a scheduler stepped after every optimizer step
 
     @property
     def automatic(self) -> bool:
@@ -77,9 +78,10 @@ class MultiStepExecution:
         self,
         module: pl.LightningModule,
         batches: Iterable[Batch],
-        loss_of: Callable[[Batch], Tensor],
+        loss_of: Callable[[Batch], tuple[Tensor, Tensor]],
     ) -> tuple[list[Tensor], list[int]]:
-        """One optimizer step per batch; returns each batch's loss and row count.
+        """One optimizer step per batch on the first loss `loss_of` gives; returns the second
+        (the reported loss) and the row count of each batch.
 
         Every step but the last is plain PyTorch. The last goes through Lightning
         (`manual_backward`, `LightningOptimizer.step`), which counts the execution as one step and
@@ -91,7 +93,7 @@ class MultiStepExecution:
         strategy = module.trainer.strategy
         losses, rows = [], []
         for index, batch in enumerate(batches):
-            loss = loss_of(batch)
+            loss, reported = loss_of(batch)
             optimizer.zero_grad(set_to_none=True)
             if index + 1 < len(batches):
                 strategy.pre_backward(loss)  # under DDP: readies this backward's all-reduce
@@ -100,14 +102,17 @@ class MultiStepExecution:
             else:
                 module.manual_backward(loss)
                 lightning_optimizer.step()
-            losses.append(loss.detach())
+            if self.per_step_schedule:
+                module.lr_schedulers().step()
+            losses.append(reported.detach())
             rows.append(len(batch[0]))
         self.executed_steps += len(batches)
         return losses, rows
 
     def after_training_step(self, module: pl.LightningModule, batch_idx: int) -> None:
         """Steps an epoch scheduler after the epoch's last training batch, as Lightning would."""
-        if not self.automatic and batch_idx + 1 == module.trainer.num_training_batches:
+        last = batch_idx + 1 == module.trainer.num_training_batches
+        if not self.automatic and not self.per_step_schedule and last:
             self._step_scheduler(module, after_validation=False, monitor=None)
 
     def after_training_epoch(self, module: pl.LightningModule, monitor: str) -> None:
@@ -127,16 +132,27 @@ class MultiStepExecution:
         elif monitor in module.trainer.callback_metrics:
             scheduler.step(module.trainer.callback_metrics[monitor])
 
-    def optimizer_config(self, optimizer: Any, scheduler: Any, monitor: str) -> Any:
+    def run_optimizer_steps(self, trainer: pl.Trainer) -> int:
+        """The optimizer steps the whole run takes: what a per-step schedule spans. Lightning's
+        estimate counts executions, whose last one in each epoch may be short."""
+        executions = trainer.estimated_stepping_batches  # sets the training data up first
+        if self.automatic:
+            return int(executions)
+        loader = trainer.train_dataloader
+        batches = len(loader.loader) if isinstance(loader, Executions) else len(loader)
+        per_epoch = min(batches, int(trainer.num_training_batches) * self.steps_per_execution)
+        return min(int(executions) * self.steps_per_execution, trainer.max_epochs * per_epoch)
+
+    def optimizer_config(self, optimizer: Any, scheduler: Any, monitor: str, per_step: bool) -> Any:
         """What `configure_optimizers` returns: with K > 1 the scheduler is stepped here, not by
         Lightning (`monitor` is only read by ReduceLROnPlateau; the others ignore it)."""
-        if scheduler is None:
-            return optimizer
+        self.per_step_schedule = per_step
         if not self.automatic:
             return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        interval = "step" if per_step else "epoch"
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": monitor},
+            "lr_scheduler": {"scheduler": scheduler, "interval": interval, "monitor": monitor},
         }
 
 

@@ -58,6 +58,8 @@ class SyntheticDataConfig(DataConfig):
     noise_std: float = MISSING
     feature_scale: float = MISSING
     feature_offset: float = MISSING
+    feature_correlation: float = MISSING
+    target_scale: float = MISSING
 
     @staticmethod
     def check(data: DictConfig) -> None:
@@ -66,6 +68,13 @@ class SyntheticDataConfig(DataConfig):
         DataConfig.check(data)
         require(data.noise_std >= 0, "data.noise_std", data.noise_std, "must be >= 0")
         require(data.feature_scale > 0, "data.feature_scale", data.feature_scale, "must be > 0")
+        require(
+            0 <= data.feature_correlation < 1,
+            "data.feature_correlation",
+            data.feature_correlation,
+            "must be in [0, 1)",
+        )
+        require(data.target_scale > 0, "data.target_scale", data.target_scale, "must be > 0")
         shape = (data.n_samples, data.n_features, data.n_targets)
         if not data.streaming and in_memory_bytes(*shape) > physical_memory_bytes():
             raise ConfigError(f"data.n_samples={data.n_samples} {too_large_message(*shape)}")
@@ -186,8 +195,8 @@ class SchedulerConfig:
 @dataclass
 class CosineConfig(SchedulerConfig):
     SCHEMA: ClassVar[str] = "schema_scheduler_cosine"
-    T_max: int = MISSING
-    eta_min: float = MISSING
+    warmup_fraction: float = MISSING
+    final_lr_fraction: float = MISSING
 
 
 @dataclass

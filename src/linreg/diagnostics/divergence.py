@@ -29,9 +29,9 @@ class DivergenceGuard(pl.Callback):
         self.lr = math.nan
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # The schedules step per epoch, the last one inside the epoch's last step: the rate in
-        # force for the epoch's steps is the one it starts with (read once, not per step).
-        self.lr = trainer.optimizers[0].param_groups[0]["lr"]
+        # The rate the user set (a schedule keeps it as `initial_lr` and moves `lr` around it).
+        group = trainer.optimizers[0].param_groups[0]
+        self.lr = group.get("initial_lr", group["lr"])
 
     def on_train_batch_end(
         self,
@@ -75,7 +75,7 @@ class DivergenceGuard(pl.Callback):
             f"training diverged at step {trainer.global_step} (epoch {trainer.current_epoch}, "
             f"validation): {self.monitor} is "
             f"{float(value)} (the largest weight is {largest:.3g}); the learning rate is likely "
-            f"too high (optimizer.lr={self.lr:g} in that epoch), try a smaller one"
+            f"too high (optimizer.lr={self.lr:g}), try a smaller one"
         )
 
 
@@ -90,7 +90,4 @@ def _likely_cause(batch: tuple[Tensor, Tensor], lr: float) -> str:
                 f"the batch's {name} reach {largest:.3g}, whose square overflows float32 "
                 f"(above {SQUARABLE:.2g}): rescale the data; the learning rate is not the cause"
             )
-    return (
-        f"the learning rate is likely too high (optimizer.lr={lr:g} at that step), "
-        "try a smaller one"
-    )
+    return f"the learning rate is likely too high (optimizer.lr={lr:g}), try a smaller one"

@@ -10,7 +10,7 @@ from linreg.models.network import Network
 
 
 class LinearRegressor(Network):
-    """y = W standardize(x) + b, computed with the standardisation folded into W and b."""
+    """y = restore(W standardize(x) + b), computed with the standardisations folded into W, b."""
 
     def __init__(self, n_features: int, n_targets: int, **names: list[str] | None) -> None:
         super().__init__(n_features, n_targets, **names)
@@ -18,19 +18,21 @@ class LinearRegressor(Network):
 
     def forward(self, features: Tensor) -> Tensor:
         if self.training:
-            # The standardisation folded into the (tiny) weights: the same function and
-            # gradients, without two element-wise passes over every training batch.
+            # The standardisations folded into the (tiny) weights: the same function and
+            # gradients, without element-wise passes over every training batch.
             return F.linear(features, *self.folded_parameters())
         # Evaluation, prediction and the exported graph standardise first: on raw values far from
         # 0 (a year, prices in the millions) the folded sum cancels large terms and loses digits
         # in float32, and two implementations (PyTorch, onnxruntime) would lose different ones.
-        return self.linear(self.standardize(features))
+        whitened = self.decorrelate(self.standardize(features))
+        return self.target_standardize.restore(self.linear(whitened))
 
     def folded_parameters(self) -> tuple[Tensor, Tensor]:
-        """Weight and bias in raw-feature units: W / std and b - (W / std) @ mean."""
-        weight = self.linear.weight / self.standardize.std
+        """Weight and bias in raw units: with V = W R^T / s_x, s_y V and s_y (b - V @ m_x) + m_y."""
+        scale = self.target_standardize.std.unsqueeze(1)
+        weight = self.linear.weight @ self.decorrelate.rotation.T / self.standardize.std
         bias = self.linear.bias - weight @ self.standardize.mean
-        return weight, bias
+        return scale * weight, scale.squeeze(1) * bias + self.target_standardize.mean
 
     @torch.no_grad()
     def coefficients(self) -> tuple[Tensor, Tensor]:

@@ -81,6 +81,4 @@ class RunningLoss:
         return mean
 
     def epoch_mean(self) -> Tensor:
-        mean = self.epoch_sum / self.epoch_rows
-        self.reset_epoch()
-        return mean
+        return self.epoch_sum / self.epoch_rows

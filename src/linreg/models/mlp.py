@@ -33,4 +33,5 @@ class MLP(Network):
         self.layers = nn.Sequential(*layers, nn.Linear(widths[-1], n_targets))
 
     def forward(self, features: Tensor) -> Tensor:
-        return self.layers(self.standardize(features))
+        whitened = self.decorrelate(self.standardize(features))
+        return self.target_standardize.restore(self.layers(whitened))

@@ -18,6 +18,7 @@ from linreg.batches import Batch
 from linreg.execution import MultiStepExecution
 from linreg.models.metrics import RunningLoss, regression_metrics, with_loss
 from linreg.models.network import Network, network_from_checkpoint, network_from_spec
+from linreg.models.schedules import build_scheduler, follows_steps
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
@@ -54,6 +55,8 @@ class RegressionModule(pl.LightningModule):
         self.execution = MultiStepExecution(steps_per_execution)
         self.automatic_optimization = self.execution.automatic
         self._train_loss = RunningLoss()
+        # The mean training loss of the epoch, over all processes, once its last batch has run.
+        self.epoch_loss: Tensor | None = None
         self.val_metrics = regression_metrics("val/")
         self.test_metrics = regression_metrics("test/")
 
@@ -87,17 +90,21 @@ class RegressionModule(pl.LightningModule):
         # Data stays float32; a true-precision setting (`64-true`, `bf16-true`) converts the module.
         return self.net(features.to(self.dtype))
 
-    def loss(self, batch: Batch) -> Tensor:
+    def loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """(what is minimised, what is reported): the MSE in standardised target units, whose
+        gradients do not depend on the targets' scale (nor favour a target in larger units), and
+        the MSE in the targets' own units, as val/loss and test/mse are measured."""
         features, targets = batch
-        return F.mse_loss(self(features), targets)
+        per_target = F.mse_loss(self(features), targets, reduction="none").mean(0)
+        return (per_target / self.net.target_standardize.std.square()).mean(), per_target.mean()
 
     def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> Tensor:
         # Summed on the device; `self.log` (costly per call) runs only on the steps that Lightning
         # writes, with the mean loss since the last write.
         write_logs = (self.global_step + 1) % self.trainer.log_every_n_steps == 0
         if self.automatic_optimization:
-            loss = self.loss(batch)
-            self._train_loss.add(loss.reshape(1), [len(batch[0])])
+            loss, reported = self.loss(batch)
+            self._train_loss.add(reported.reshape(1), [len(batch[0])])
         else:
             losses, rows = self.execution.run(self, batch, self.loss)
             loss = torch.stack(losses)
@@ -105,6 +112,8 @@ class RegressionModule(pl.LightningModule):
             self.execution.after_training_step(self, batch_idx)
         if write_logs:
             self.log("train/loss", self._train_loss.window_mean(), on_step=True, on_epoch=False)
+            # The rate the next step takes: a per-step schedule moves within an epoch.
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True)
         return loss
 
     def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
@@ -113,15 +122,32 @@ class RegressionModule(pl.LightningModule):
             norms = [p.grad.norm() for p in self.parameters() if p.grad is not None]
             self.log("train/grad_norm", torch.linalg.vector_norm(torch.stack(norms)))
 
+    def on_train_start(self) -> None:
+        # An epoch shorter than the logging interval would log no training loss at all (and
+        # Lightning warns); log at least once per epoch instead.
+        trainer = self.trainer
+        trainer.log_every_n_steps = max(
+            1, min(trainer.log_every_n_steps, int(min(trainer.num_training_batches, 2**31)))
+        )
+
     def on_train_epoch_start(self) -> None:
-        # The rate this epoch trains with (epoch schedulers step before on_train_epoch_end).
-        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-        self.log("train/lr", lr, sync_dist=True)  # the same in every process
+        self._train_loss.reset_epoch()
+        self.epoch_loss = None
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Before validation and every callback's on_train_epoch_end: the epoch line shows it.
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            self._end_epoch_loss()
 
     def on_train_epoch_end(self) -> None:
-        # Epoch-level values are averaged over processes under DDP (a no-op in one process).
-        self.log("train/epoch_loss", self._train_loss.epoch_mean(), sync_dist=True)
+        self._end_epoch_loss()  # an epoch cut short by a limit, or of a length not known ahead
+        self.log("train/epoch_loss", self.epoch_loss, sync_dist=True)
         self.execution.after_training_epoch(self, self.monitor)
+
+    def _end_epoch_loss(self) -> None:
+        if self.epoch_loss is None:  # averaged over processes under DDP, the same on each
+            mean = self._train_loss.epoch_mean()
+            self.epoch_loss = self.trainer.strategy.reduce(mean, reduce_op="mean")
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         features, targets = batch
@@ -147,5 +173,9 @@ class RegressionModule(pl.LightningModule):
         if self.optimizer_factory is None:
             raise RuntimeError("RegressionModule needs an optimizer factory to train")
         optimizer = self.optimizer_factory(self.parameters())
-        scheduler = self.scheduler_factory(optimizer) if self.scheduler_factory else None
-        return self.execution.optimizer_config(optimizer, scheduler, self.monitor)
+        if self.scheduler_factory is None:
+            return optimizer
+        total_steps = self.execution.run_optimizer_steps(self.trainer)
+        scheduler = build_scheduler(self.scheduler_factory, optimizer, total_steps)
+        per_step = follows_steps(self.scheduler_factory)
+        return self.execution.optimizer_config(optimizer, scheduler, self.monitor, per_step)

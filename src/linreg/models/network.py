@@ -2,7 +2,9 @@
 
 A network maps raw features to predictions in plain PyTorch (no Lightning): serving code imports
 only this package, so it starts without Lightning's import cost. Standardisation, fitted on the
-training split, is its first layer, so saved and exported models take raw features.
+training split, is its first layer and the targets' is undone by its last, so saved and exported
+models take raw features and predict in the targets' own units, while training sees unit-scale
+values on both sides: one set of step sizes fits prices in the millions and fractions alike.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from linreg.errors import RunFolderError
 CHECKPOINT_PREFIX = "net."
 # Only networks of this package are rebuilt from a checkpoint: its class path is data, not code.
 NETWORK_PACKAGE = "linreg.models."
+# Feature counts up to which the features are decorrelated (a 2048 x 2048 matrix is 16 MB).
+MAX_DECORRELATED = 2048
+# An eigenvalue of the features' correlation below this fraction of the largest is no variance.
+NULL_VARIANCE = 1e-9
 
 
 class Standardize(nn.Module):
@@ -41,8 +47,41 @@ class Standardize(nn.Module):
         std = features.std(dim=0)
         self.std.copy_(torch.where(std > 0, std, torch.ones_like(std)))
 
-    def forward(self, features: Tensor) -> Tensor:
-        return (features - self.mean) / self.std
+    def forward(self, values: Tensor) -> Tensor:
+        return (values - self.mean) / self.std
+
+    def restore(self, standardized: Tensor) -> Tensor:
+        """The inverse: standardised values back in their own units."""
+        return standardized * self.std + self.mean
+
+
+class Decorrelate(nn.Module):
+    """z @ R with R = C^(-1/2) (ZCA whitening), C the standardised features' correlation on the
+    training split: the features a layer sees are then uncorrelated, so the loss of a linear
+    model is equally curved in every direction and one step size converges as fast on columns
+    that nearly repeat each other (correlation 0.99) as on independent ones. Directions with no
+    variance (a column that is a sum of others) are dropped, not amplified. Above
+    `MAX_DECORRELATED` features R stays the identity: C would cost too much to hold and factor.
+    """
+
+    def __init__(self, n_features: int) -> None:
+        super().__init__()
+        self.register_buffer("rotation", torch.eye(n_features))
+
+    @torch.no_grad()
+    def fit_(self, standardized: Tensor) -> None:
+        n_rows, n_features = standardized.shape
+        if n_features > MAX_DECORRELATED or n_rows < 2:
+            return
+        values = standardized.double()
+        correlation = torch.cov(values.T).reshape(n_features, n_features)
+        eigenvalues, vectors = torch.linalg.eigh(correlation)
+        kept = eigenvalues > NULL_VARIANCE * eigenvalues.max().clamp(min=NULL_VARIANCE)
+        scale = torch.where(kept, eigenvalues.clamp(min=NULL_VARIANCE).rsqrt(), 0.0)
+        self.rotation.copy_((vectors * scale) @ vectors.T)
+
+    def forward(self, standardized: Tensor) -> Tensor:
+        return standardized @ self.rotation
 
 
 class Network(nn.Module):
@@ -75,6 +114,8 @@ class Network(nn.Module):
             **options,
         }
         self.standardize = Standardize(n_features)
+        self.decorrelate = Decorrelate(n_features)
+        self.target_standardize = Standardize(n_targets)
 
     @property
     def kind(self) -> str:
@@ -86,16 +127,16 @@ class Network(nn.Module):
         cls = type(self)
         return {"target": f"{cls.__module__}.{cls.__qualname__}", "options": dict(self.options)}
 
-    def fit_standardization(self, train_features: Tensor) -> None:
-        self.standardize.fit_(train_features)
-
     @torch.no_grad()
-    def start_at_target_mean(self, train_targets: Tensor) -> None:
-        """Sets the output layer's bias to the training targets' mean: with standardised features
-        the first predictions are then near the mean, not near 0, however far from 0 the targets
-        lie (prices in the thousands), and no step size is spent walking the bias there."""
+    def fit_standardization(self, train_features: Tensor, train_targets: Tensor) -> None:
+        """Fits the standardisations and the decorrelation on training rows and sets the output
+        layer's bias to 0, the training targets' mean: the first predictions are then near the
+        mean, however far from 0 the targets lie, and no step is spent walking the bias there."""
+        self.standardize.fit_(train_features)
+        self.decorrelate.fit_(self.standardize(train_features))
+        self.target_standardize.fit_(train_targets.float())
         output = [module for module in self.modules() if isinstance(module, nn.Linear)][-1]
-        output.bias.copy_(train_targets.float().mean(0))
+        output.bias.zero_()
 
     @torch.no_grad()
     def coefficients(self) -> tuple[Tensor, Tensor] | None:

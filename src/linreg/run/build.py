@@ -18,6 +18,7 @@ from linreg.data.module import RegressionDataModule
 from linreg.errors import ConfigError, LinregError, first_line
 from linreg.models.module import OptimizerFactory, RegressionModule, SchedulerFactory
 from linreg.models.network import Network
+from linreg.models.schedules import build_scheduler
 
 STANDARDIZATION_ROWS = 1_000_000
 
@@ -47,8 +48,8 @@ def build_datamodule(data: DictConfig) -> RegressionDataModule:
 
 
 def build_network(cfg: DictConfig, datamodule: RegressionDataModule) -> Network:
-    """The config's network sized by the data, with standardisation fitted and the output bias
-    started at the target mean on the training split only (streamed data is never whole: its
+    """The config's network sized by the data, with its standardisations fitted on the training
+    split only (streamed data is never whole: its
     statistics come from the first rows)."""
     try:
         source = datamodule.source
@@ -61,8 +62,7 @@ def build_network(cfg: DictConfig, datamodule: RegressionDataModule) -> Network:
     except (TypeError, ValueError) as err:
         raise ConfigError(f"model.net: {first_line(err)}") from err
     features, targets = datamodule.sample("train", STANDARDIZATION_ROWS)
-    network.fit_standardization(features)
-    network.start_at_target_mean(targets)
+    network.fit_standardization(features, targets)
     return network
 
 
@@ -84,7 +84,7 @@ def check_factories(optimizer: OptimizerFactory, scheduler: SchedulerFactory | N
         raise ConfigError(f"optimizer: {first_line(err)}") from err
     try:
         if scheduler is not None:
-            scheduler(built)
+            build_scheduler(scheduler, built, total_steps=1)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"scheduler: {first_line(err)}") from err
 

@@ -14,9 +14,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from linreg.errors import ConfigError, RunFolderError
+from linreg.models.schedules import follows_steps
 from linreg.runs import (
     find_checkpoint,
     load_checkpoint,
@@ -78,11 +80,14 @@ def _check_longer(saved: DictConfig, max_epochs: int, done: int) -> None:
             "already trained; resume with at least that many"
         )
     scheduler = OmegaConf.to_container(saved.scheduler, resolve=False) if saved.scheduler else {}
-    sized = [key for key, value in scheduler.items() if "trainer.max_epochs" in str(value)]
+    sized = [f"scheduler.{key}" for key, value in scheduler.items()
+             if "trainer.max_epochs" in str(value)]  # fmt: skip
+    if scheduler and follows_steps(instantiate(saved.scheduler)):
+        sized.append("per optimizer step")
     if max_epochs > saved.trainer.max_epochs and sized:
         raise ConfigError(
             f"trainer.max_epochs={max_epochs}: this run's schedule ({scheduler.get('_target_')}, "
-            f"scheduler.{sized[0]}) spans its {saved.trainer.max_epochs} epochs and has ended; "
+            f"{sized[0]}) spans its {saved.trainer.max_epochs} epochs and has ended; "
             "training on would restart it from its final learning rate. Train a new run with "
             f"trainer.max_epochs={max_epochs} (runs with scheduler=none, step or plateau can be "
             "trained longer)"
