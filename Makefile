@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e '.[dev,sweep,cluster]'
+	$(PY) -m pip install --quiet -e '.[dev,sweep,cluster,bench]'
 	touch $@
 
 setup: $(VENV)/.installed

@@ -93,3 +93,30 @@ def test_tables_bench_reads_csv_and_parquet_in_memory_and_streamed(tmp_path: Pat
     for _, _, _, rate, seconds, peak_mb in rows:
         assert float(rate.replace(",", "")) > 0 and float(seconds) > 0
         assert 100 < float(peak_mb) < 2000
+
+
+@pytest.mark.slow
+def test_convergence_cells_stay_within_the_bound_on_few_epochs_and_ill_conditioned_data() -> None:
+    from linreg.convergence import BOUND, cells
+
+    shapes = ["4,000 rows", "correlation 0.99", "target scale 1e4"]
+    found = list(cells(shapes, [5], ["sgd", "lbfgs"], "cpu", ROOT))
+    assert [(c.shape, c.optimizer) for c in found] == [
+        (shape, optimizer) for shape in shapes for optimizer in ("sgd", "lbfgs")
+    ]
+    for cell in found:
+        assert abs(cell.gap) < BOUND, cell
+        assert cell.fit_seconds > 0 and 1 <= cell.epochs_run <= 5
+
+
+@pytest.mark.slow
+def test_the_scikit_learn_comparison_scores_every_tool_on_the_same_rows() -> None:
+    from linreg.convergence import against_scikit_learn
+
+    table = against_scikit_learn(20_000, 8, "cpu", ROOT)
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| linreg")
+            or line.startswith("| scikit-learn")]  # fmt: skip
+    assert len(rows) == 3
+    gaps = [float(row[2].rstrip("%")) / 100 for row in rows]
+    assert abs(gaps[0]) < 0.01  # linreg's defaults
+    assert abs(gaps[2]) < 1e-5  # LinearRegression is least squares: the rows are the same

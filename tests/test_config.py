@@ -61,6 +61,15 @@ def test_defaults_are_sgd_with_cosine_on_cpu_logging_to_tensorboard() -> None:
     assert cfg.data.seed == cfg.seed
 
 
+def test_lbfgs_brings_whole_split_batches_and_one_step_per_lightning_step() -> None:
+    cfg = compose_config(["optimizer=lbfgs"])
+    assert cfg.optimizer.line_search_fn == "strong_wolfe"
+    assert cfg.model.steps_per_execution == cfg.data.steps_per_execution == 1
+    assert cfg.data.batch_size == 2**20
+    # What the command line says still wins.
+    assert compose_config(["optimizer=lbfgs", "data.batch_size=4096"]).data.batch_size == 4096
+
+
 def test_scheduler_none_composes_to_no_scheduler() -> None:
     assert not compose_config(["scheduler=none"]).scheduler
 
@@ -111,6 +120,12 @@ def test_wrong_type_is_rejected_at_composition_naming_key(override: str, key: st
         ),
         (["trainer.accumulate_grad_batches=4"], "trainer.accumulate_grad_batches=4 is invalid"),
         (["trainer.precision=16-mixed"], "trainer.precision='16-mixed' is invalid"),
+        (
+            ["optimizer=lbfgs", "model.steps_per_execution=16"],
+            "model.steps_per_execution=16 is invalid: torch.optim.LBFGS evaluates the loss",
+        ),
+        (["data.feature_correlation=1"], "data.feature_correlation=1.0 is invalid: must be in"),
+        (["data.target_scale=0"], "data.target_scale=0.0 is invalid: must be > 0"),
     ],
 )
 def test_invalid_values_raise_one_config_error_naming_key_and_value(

@@ -17,7 +17,7 @@ LAYERS = (
     {"diagnostics"},
     {"serve"},
     {"run"},
-    {"sweep", "bench"},
+    {"sweep", "bench", "convergence", "trial"},
 )
 
 

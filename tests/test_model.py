@@ -152,8 +152,14 @@ def test_each_optimizer_and_scheduler_builds_and_steps(optimizer: str, scheduler
 
     before = network.linear.weight.detach().clone()
     features, targets = torch.randn(16, 3), torch.randn(16, 1)
-    torch.nn.functional.mse_loss(network(features), targets).backward()
-    opt.step()
+
+    def closure() -> torch.Tensor:  # what Lightning passes; L-BFGS calls it several times
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(network(features), targets)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
     assert not torch.equal(before, network.linear.weight)
 
     if schedule is None:

@@ -46,6 +46,30 @@ def test_columns_correlated_099_train_as_well_as_independent_ones(tmp_path: Path
     assert abs(summary["test_mse_gap_to_reference"]) < 0.005
 
 
+def test_a_run_whose_loss_stops_moving_stops_there_and_says_why(default_run, tmp_path) -> None:
+    assert default_run[2]["stopping"] == "ran all epochs"  # annealing: it moves to the end
+    # Full-batch L-BFGS lands on least squares in its first epoch; nothing moves after it.
+    _, summary = run(
+        tmp_path, "optimizer=lbfgs", "data.batch_size=1048576", "trainer.max_epochs=30"
+    )
+    epochs = summary["epochs"]
+    assert epochs == 5  # epochs 2 to 5 all hold the same answer
+    assert summary["stopping"] == (
+        "stopped at epoch 5: val/loss changed less than 0.01% over 3 epochs"
+    )
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == epochs - 1  # the last epoch trained, counted from 0
+
+
+def test_lbfgs_matches_least_squares_on_an_ill_conditioned_design(tmp_path: Path) -> None:
+    # FAST's small batches are overridden back to lbfgs's whole splits (the command line wins).
+    _, summary = run(
+        tmp_path, "optimizer=lbfgs", "data.feature_correlation=0.99", "data.batch_size=1048576"
+    )
+    assert abs(summary["test_mse_gap_to_reference"]) < 1e-4
+    assert summary["optimizer_steps"] == summary["global_step"]  # one per Lightning step
+
+
 def test_fit_lands_within_2_percent_of_the_least_squares_reference(default_run) -> None:
     _, _, summary = default_run
     metrics = summary["metrics"]

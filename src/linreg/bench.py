@@ -2,6 +2,7 @@
 
     python -m linreg.bench [--rows 1000000] [--features 16] [--batch-sizes 1024 65536]
                            [--repeats 5] [--device cpu|cuda] [--out outputs/bench/<time>.md]
+    python -m linreg.bench --convergence | --accuracy | --tables N.. | --streaming-rows N..
 
 For every batch size, one epoch of SGD is timed for each path, the paths interleaved in one
 process and repeated; medians are printed with their ratio to the hand-written randperm loop and
@@ -12,22 +13,19 @@ accuracy limit.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from linreg.trial import train_run
 
 Epoch = Callable[[], float]
 SGD_LR = 0.01
@@ -266,31 +264,6 @@ def _run_paths(
     return "\n".join(lines) + "\n"
 
 
-def _train_run(overrides: list[str], device: str, checkout: Path) -> tuple[float, float, Any, dict]:
-    """(wall seconds, peak RSS in MB, the run's config, metrics.json) of one `python train.py` in a
-    subprocess; its run folder is removed afterwards."""
-    from linreg.runs import load_run_config
-
-    run_dir = Path(tempfile.mkdtemp(prefix="linreg-bench-run-"))
-    command = [
-        sys.executable, str(checkout / "train.py"), *overrides,
-        "trainer.enable_progress_bar=false",
-        f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
-        f"hydra.run.dir={run_dir}",
-    ]  # fmt: skip
-    try:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
-        if status != 0:
-            raise RuntimeError(f"{' '.join(command)} failed (status {status})")
-        summary = json.loads((run_dir / "metrics.json").read_text())
-        return seconds, usage.ru_maxrss / 1024, load_run_config(run_dir), summary
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
 def streaming(rows_list: list[int], device: str, checkout: Path) -> str:
     """Peak memory and time of whole `train.py data.streaming=true` runs (one epoch) against N."""
     lines = [
@@ -305,7 +278,7 @@ def streaming(rows_list: list[int], device: str, checkout: Path) -> str:
             "data.streaming=true", f"data.n_samples={rows}", "data.n_features=16",
             "data.batch_size=4096", "trainer.max_epochs=1",
         ]  # fmt: skip
-        seconds, peak_mb, _, summary = _train_run(overrides, device, checkout)
+        seconds, peak_mb, _, summary = train_run(overrides, device, checkout)
         metrics = summary["metrics"]
         lines.append(
             f"| {rows:.0e} | {rows * 17 * 4 / 1e9:.2f} GB | {seconds:.1f} | {peak_mb:.0f} | "
@@ -370,7 +343,7 @@ def tables(rows_list: list[int], device: str, checkout: Path) -> str:
             synthetic = ["data.streaming=true", f"data.n_samples={rows}", "data.n_features=16"]
             cells.append(("synthetic", "streamed", synthetic))
             for data, read, overrides in cells:
-                seconds, peak_mb, _, summary = _train_run([*overrides, *common], device, checkout)
+                seconds, peak_mb, _, summary = train_run([*overrides, *common], device, checkout)
                 rate = 0.7 * rows / summary["stage_times_s"]["fit"]  # the training split
                 cell = f"{rate:,.0f} | {seconds:.1f} | {peak_mb:.0f}"
                 lines.append(f"| {rows:.0e} | {data} | {read} | {cell} |")
@@ -391,7 +364,7 @@ def accuracy(device: str, checkout: Path) -> str:
         "|---|---|---|---|---|---|",
     ]
     for option in sorted(path.stem for path in (checkout / "conf" / "optimizer").glob("*.yaml")):
-        seconds, _, config, summary = _train_run([f"optimizer={option}"], device, checkout)
+        seconds, _, config, summary = train_run([f"optimizer={option}"], device, checkout)
         metrics = summary["metrics"]
         lr = config.optimizer.lr
         lines.append(
@@ -424,6 +397,11 @@ def main() -> None:
         help="instead: test MSE of every optimizer option against least squares",
     )  # fmt: skip
     parser.add_argument(
+        "--convergence", action="store_true",
+        help="instead: every optimizer on many data shapes against least squares, and linreg "
+        "against scikit-learn on --rows x --features",
+    )  # fmt: skip
+    parser.add_argument(
         "--checkout", type=Path, default=Path.cwd(),
         help="the linreg checkout whose train.py and conf/ are measured (default: this folder)",
     )  # fmt: skip
@@ -434,7 +412,13 @@ def main() -> None:
         )
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU found")
-    if args.accuracy:
+    if args.convergence:
+        from linreg.convergence import against_scikit_learn, matrix
+
+        comparison = against_scikit_learn(args.rows, args.features, args.device, args.checkout)
+        print(comparison, flush=True)
+        report = comparison + "\n" + matrix(args.device, args.checkout)
+    elif args.accuracy:
         report = accuracy(args.device, args.checkout)
     elif args.tables:
         report = tables([int(n) for n in args.tables], args.device, args.checkout)

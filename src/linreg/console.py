@@ -97,6 +97,8 @@ def show_summary(summary: dict[str, Any], output_dir: Path, with_tensorboard: bo
     console.print(summary_table(summary))
     for table in coefficient_tables(summary.get("coefficients") or {}):
         console.print(table)
+    if "stopping" in summary:
+        console.print(f"stopping         {summary['stopping']}", highlight=False, soft_wrap=True)
     for note in summary.get("notes", []):
         console.print(f"note             {note}", highlight=False, soft_wrap=True)
     console.print(f"run folder       {output_dir}", highlight=False, soft_wrap=True)

@@ -159,18 +159,22 @@ class OptimizerConfig:
     _target_: str = MISSING
     _partial_: bool = True
     lr: float = MISSING
+
+
+@dataclass
+class DecayingOptimizerConfig(OptimizerConfig):
     weight_decay: float = MISSING
 
 
 @dataclass
-class SGDConfig(OptimizerConfig):
+class SGDConfig(DecayingOptimizerConfig):
     SCHEMA: ClassVar[str] = "schema_optimizer_sgd"
     momentum: float = MISSING
     nesterov: bool = MISSING
 
 
 @dataclass
-class AdamConfig(OptimizerConfig):
+class AdamConfig(DecayingOptimizerConfig):
     SCHEMA: ClassVar[str] = "schema_optimizer_adam"
     betas: list[float] = MISSING
     eps: float = MISSING
@@ -178,12 +182,22 @@ class AdamConfig(OptimizerConfig):
 
 
 @dataclass
-class RMSpropConfig(OptimizerConfig):
+class RMSpropConfig(DecayingOptimizerConfig):
     SCHEMA: ClassVar[str] = "schema_optimizer_rmsprop"
     alpha: float = MISSING
     eps: float = MISSING
     momentum: float = MISSING
     centered: bool = MISSING
+
+
+@dataclass
+class LBFGSConfig(OptimizerConfig):
+    SCHEMA: ClassVar[str] = "schema_optimizer_lbfgs"
+    max_iter: int = MISSING
+    history_size: int = MISSING
+    tolerance_grad: float = MISSING
+    tolerance_change: float = MISSING
+    line_search_fn: str | None = MISSING
 
 
 @dataclass

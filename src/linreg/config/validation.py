@@ -17,6 +17,8 @@ from linreg.errors import ConfigError
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 OBJECTIVES = ("val/loss", "val/mse", "val/mae")
 PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
+# Optimizers whose step re-evaluates the loss through a closure (a line search).
+CLOSURE_OPTIMIZERS = ("torch.optim.LBFGS",)
 
 
 def require(ok: bool, key: str, value: Any, expectation: str) -> None:
@@ -35,7 +37,7 @@ def check_run_options(cfg: DictConfig) -> None:
     """Everything but the data, which its source's schema checks."""
     _validate_optimizer(cfg.optimizer)
     _validate_trainer(cfg.trainer)
-    _validate_steps_per_execution(cfg.model.steps_per_execution, cfg.trainer)
+    _validate_steps_per_execution(cfg.model.steps_per_execution, cfg.trainer, cfg.optimizer)
     require(
         cfg.objective in OBJECTIVES,
         "objective",
@@ -95,12 +97,13 @@ def too_large_message(n_rows: int, n_features: int, n_targets: int) -> str:
 
 def _validate_optimizer(optimizer: DictConfig) -> None:
     require(optimizer.lr > 0, "optimizer.lr", optimizer.lr, "must be > 0")
-    require(
-        optimizer.weight_decay >= 0,
-        "optimizer.weight_decay",
-        optimizer.weight_decay,
-        "must be >= 0",
-    )
+    if "weight_decay" in optimizer:
+        require(
+            optimizer.weight_decay >= 0,
+            "optimizer.weight_decay",
+            optimizer.weight_decay,
+            "must be >= 0",
+        )
     if "momentum" in optimizer:
         require(optimizer.momentum >= 0, "optimizer.momentum", optimizer.momentum, "must be >= 0")
     if "betas" in optimizer:
@@ -150,10 +153,17 @@ def _validate_trainer(trainer: DictConfig) -> None:
         )
 
 
-def _validate_steps_per_execution(steps: int, trainer: DictConfig) -> None:
+def _validate_steps_per_execution(steps: int, trainer: DictConfig, optimizer: DictConfig) -> None:
     from linreg.execution import unsupported_options
 
     require(steps >= 1, "model.steps_per_execution", steps, "must be >= 1")
+    if optimizer._target_ in CLOSURE_OPTIMIZERS and steps != 1:
+        raise ConfigError(
+            f"model.steps_per_execution={steps} is invalid: {optimizer._target_} evaluates the "
+            "loss several times per step through Lightning's closure, so it takes one "
+            "optimizer step per Lightning step: set model.steps_per_execution=1 (as "
+            "optimizer=lbfgs does)"
+        )
     for key, value in unsupported_options(steps, trainer):
         raise ConfigError(
             f"{key}={value!r} is invalid: Lightning applies it at every optimizer step, so it "

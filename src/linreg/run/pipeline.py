@@ -32,6 +32,7 @@ from linreg.models.network import Network, network_from_checkpoint
 from linreg.run.build import Built, build, require_accelerator
 from linreg.run.record import StageClock, flatten_hparams
 from linreg.run.resume import resumed_config
+from linreg.run.stopping import ConvergenceStop
 from linreg.runs import CHECKPOINT_DIR, LAST_CHECKPOINT, load_checkpoint
 from linreg.serve.export import export_onnx, verify_onnx
 
@@ -185,6 +186,11 @@ def export_and_verify(
         return verify_onnx(unverified, network, held_out, export.atol, export.rtol)
 
 
+def _stopping(trainer: pl.Trainer) -> str:
+    stops = [callback for callback in trainer.callbacks if isinstance(callback, ConvergenceStop)]
+    return stops[0].outcome() if stops else "ran all epochs (early stopping is off)"
+
+
 def record(
     cfg: DictConfig,
     built: Built,
@@ -211,6 +217,7 @@ def record(
         "coefficients": scored.coefficients,
         "notes": scored.notes,
         "epochs": trainer.current_epoch,
+        "stopping": _stopping(trainer),
         "global_step": trainer.global_step,
         "optimizer_steps": tested.optimizer_steps,
         "wall_time_s": clock.total(),
