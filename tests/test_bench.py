@@ -32,6 +32,9 @@ def test_bench_times_every_path_and_writes_a_markdown_table(tmp_path: Path) -> N
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert not list(scratch.glob("linreg-*"))  # no run folders left behind
+    output = result.stdout + result.stderr
+    for chatter in ("Tip", "GPU available", "Trainable params", "Warning", "warn"):
+        assert chatter not in output  # figures only
     rows = [
         line.split(" | ") for line in out.read_text().splitlines() if line[:3] in ("| 5", "| 2")
     ]

@@ -149,7 +149,7 @@ def test_console_without_a_terminal_prints_epoch_lines_a_summary_and_no_library_
     assert f"{summary['metrics']['test/mse']:.6g}" in result.stdout
     assert f"tensorboard --logdir {tmp_path}" in result.stdout
     output = result.stdout + result.stderr
-    for chatter in ("Tip:", "LeafSpec", "torchvision", "[torch.onnx]", "onnx_ir"):
+    for chatter in ("Tip:", "LeafSpec", "torchvision", "[torch.onnx]", "onnx_ir", "stepping batch"):
         assert chatter not in output
 
 

@@ -13,11 +13,13 @@ accuracy limit.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import shutil
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from linreg.cli import tidy_lightning_output
 from linreg.trial import train_run
 
 Epoch = Callable[[], float]
@@ -163,6 +166,7 @@ def project_config(
         f"data.batch_size={batch_size}", "data.train_fraction=0.98", "data.val_fraction=0.01",
         "data.test_fraction=0.01", "optimizer=sgd", f"optimizer.lr={SGD_LR}",
         "optimizer.momentum=0", "scheduler=none", "trainer.max_epochs=1",
+        "trainer.enable_model_summary=false",
         f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
         f"paths.output_dir={output_dir}", *extra_overrides,
     ]  # fmt: skip
@@ -376,7 +380,18 @@ def accuracy(device: str, checkout: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def quiet_lightning() -> None:
+    """The benchmark prints its figures only: no product tips, device notes, model summaries or
+    advice about settings it chose on purpose (no validation, one epoch), once per fit."""
+    import lightning.pytorch  # noqa: F401  (its import sets its logger to INFO: then lower it)
+
+    tidy_lightning_output()
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module=r"lightning\.")
+
+
 def main() -> None:
+    quiet_lightning()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--features", type=int, default=16)

@@ -145,9 +145,14 @@ def share_cores(parallel_jobs: int) -> None:
     torch.set_num_threads(max(1, cores // jobs))
 
 
-class _DropProductTips(logging.Filter):
+class _DropNoise(logging.Filter):
+    """Lightning's product tips, and its note that it reads the training data early to count the
+    run's steps (it does so for the per-step learning-rate schedule, every run)."""
+
+    PREFIXES = ("💡 Tip", "Loading `train_dataloader` to estimate number of stepping batches")
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip")
+        return not str(record.msg).startswith(self.PREFIXES)
 
 
 def tidy_lightning_output() -> None:
@@ -161,7 +166,7 @@ def tidy_lightning_output() -> None:
     """
     if logging.getLogger().hasHandlers():
         logging.getLogger("lightning").handlers.clear()
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropProductTips())
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropNoise())
     warnings.filterwarnings(
         "ignore",
         message=r".*isinstance\(treespec, LeafSpec\)",
