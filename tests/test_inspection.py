@@ -153,6 +153,22 @@ def test_console_without_a_terminal_prints_epoch_lines_a_summary_and_no_library_
         assert chatter not in output
 
 
+def test_the_console_shows_the_run_not_the_config_and_many_epochs_in_about_20_lines(
+    tmp_path: Path,
+) -> None:
+    args = ["data.n_samples=2000", "trainer.max_epochs=45", "trainer.enable_progress_bar=true",
+            "callbacks.early_stopping=null", "logger=none", "export.enabled=false"]  # fmt: skip
+    result = run_cli(args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"config           {tmp_path / 'config_tree.txt'}"
+    epochs = [int(line.split()[1].split("/")[0]) for line in lines if line.startswith("epoch ")]
+    assert epochs == list(range(3, 46, 3))  # every third of 45, the last one included
+    for chatter in ("GPU available", "Trainable params", "Restoring states", "_target_"):
+        assert chatter not in result.stdout + result.stderr
+    assert "GPU available" in (tmp_path / "train.log").read_text()  # kept in the log file
+
+
 def test_an_epoch_shorter_than_the_logging_interval_still_logs_its_own_training_loss(
     tmp_path: Path,
 ) -> None:

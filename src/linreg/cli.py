@@ -155,17 +155,29 @@ class _DropNoise(logging.Filter):
         return not str(record.msg).startswith(self.PREFIXES)
 
 
+class _LibraryNotesToLogFileOnly(logging.Filter):
+    """Lightning's INFO lines (devices found, checkpoint restored, fit stopped) belong in the run's
+    log file; the console keeps its warnings and errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.name.startswith("lightning")
+
+
 def tidy_lightning_output() -> None:
     """Call after importing Lightning under Hydra's logging set-up.
 
     The `lightning` package gives its logger a console handler of its own and still propagates to
     the root handlers that Hydra configures (console and the run's log file), so every line would
-    print twice; it advertises a hosted product at every fit; and its pytree helper trips a
-    deprecation warning of torch's that users can do nothing about. Its warning that an epoch
-    has fewer steps than the logging interval is moot: the module then logs once per step.
+    print twice (its INFO lines now go to the log file only); it advertises a hosted product at
+    every fit; and its pytree helper trips a deprecation warning of torch's that users can do
+    nothing about. Its warning that an epoch has fewer steps than the logging interval is moot:
+    the module then logs once per step.
     """
     if logging.getLogger().hasHandlers():
         logging.getLogger("lightning").handlers.clear()
+        for handler in logging.getLogger().handlers:
+            if not isinstance(handler, logging.FileHandler):
+                handler.addFilter(_LibraryNotesToLogFileOnly())
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropNoise())
     warnings.filterwarnings(
         "ignore",

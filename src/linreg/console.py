@@ -36,12 +36,13 @@ def config_tree(cfg: DictConfig) -> Tree:
 
 @rank_zero_only
 def show_config(cfg: DictConfig, output_dir: Path) -> None:
-    """Print the config tree and save a plain-text copy in the run folder."""
-    tree = config_tree(cfg)
-    Console(stderr=False).print(tree)
+    """Save the config tree in the run folder and say where: a hundred lines of settings on the
+    console would bury the run's own output (`python train.py --cfg job` prints them)."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    with (output_dir / "config_tree.txt").open("w") as handle:
-        Console(file=handle, width=100, no_color=True, color_system=None).print(tree)
+    path = output_dir / "config_tree.txt"
+    with path.open("w") as handle:
+        Console(file=handle, width=100, no_color=True, color_system=None).print(config_tree(cfg))
+    print(f"config           {path}", flush=True)
 
 
 GROUND_TRUTH_ROWS = (("params/weight_error", " (relative)"), ("params/bias_error", ""))
@@ -126,7 +127,10 @@ def tensorboard_command() -> str:
 
 class EpochLines(ProgressBar):
     """Progress for logs, not terminals: one plain line per epoch instead of a redrawn bar, with
-    the epoch's own mean training loss and, when it validated, its validation loss."""
+    the epoch's own mean training loss and, when it validated, its validation loss. A run of many
+    epochs prints at most about `MAX_LINES`: every k-th epoch, and the last one."""
+
+    MAX_LINES = 20
 
     def __init__(self) -> None:
         super().__init__()
@@ -150,7 +154,10 @@ class EpochLines(ProgressBar):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Runs after the epoch's validation, before the module logs its epoch values: the
         # training loss is read from the module (RegressionModule.epoch_loss).
-        if not self._enabled:
+        epoch, epochs = trainer.current_epoch + 1, trainer.max_epochs
+        every = -(-epochs // self.MAX_LINES) if epochs and epochs > 0 else 1
+        last = epoch == epochs or trainer.should_stop
+        if not self._enabled or (epoch % every and not last):
             return
         shown = []
         if (loss := getattr(pl_module, "epoch_loss", None)) is not None:
@@ -158,8 +165,7 @@ class EpochLines(ProgressBar):
         if self._validated and "val/loss" in trainer.callback_metrics:
             shown.append(f"val/loss {float(trainer.callback_metrics['val/loss']):.5g}")
         elapsed = time.perf_counter() - self._epoch_started
-        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {'  '.join(shown)}  "
-              f"({elapsed:.2f} s)", flush=True)  # fmt: skip
+        print(f"epoch {epoch}/{epochs}  {'  '.join(shown)}  ({elapsed:.2f} s)", flush=True)
 
 
 def progress_bar(refresh_rate: int = 10, enabled: bool = True) -> ProgressBar | None:

@@ -254,7 +254,7 @@ class TrainerConfig:
     profiler: Any = None
     plugins: Any = None
     enable_progress_bar: bool = True
-    enable_model_summary: bool = True
+    enable_model_summary: bool = False  # Lightning's layer table; the config tree has the model
     default_root_dir: str = "${paths.output_dir}"
 
 
