@@ -10,30 +10,47 @@ from linreg.models.network import Network
 
 
 class LinearRegressor(Network):
-    """y = restore(W standardize(x) + b), computed with the standardisations folded into W, b."""
+    """y = restore(W decorrelate(standardize(x)) + b): a linear map of the raw features."""
 
     def __init__(self, n_features: int, n_targets: int, **names: list[str] | None) -> None:
         super().__init__(n_features, n_targets, **names)
         self.linear = nn.Linear(n_features, n_targets)
 
     def forward(self, features: Tensor) -> Tensor:
-        if self.training:
-            # The standardisations folded into the (tiny) weights: the same function and
-            # gradients, without element-wise passes over every training batch.
-            return F.linear(features, *self.folded_parameters())
-        # Evaluation, prediction and the exported graph standardise first: on raw values far from
-        # 0 (a year, prices in the millions) the folded sum cancels large terms and loses digits
-        # in float32, and two implementations (PyTorch, onnxruntime) would lose different ones.
-        whitened = self.decorrelate(self.standardize(features))
-        return self.target_standardize.restore(self.linear(whitened))
+        # Evaluation, prediction and the exported graph transform the features first: on raw
+        # values far from 0 (a year, prices in the millions) a folded sum cancels large terms
+        # and loses digits in float32, and PyTorch and onnxruntime would lose different ones.
+        return self.target_standardize.restore(self.standardized(features))
 
-    def folded_parameters(self) -> tuple[Tensor, Tensor]:
-        """Weight and bias in raw units: with V = W R^T / s_x, s_y V and s_y (b - V @ m_x) + m_y."""
-        scale = self.target_standardize.std.unsqueeze(1)
-        weight = self.linear.weight @ self.decorrelate.rotation.T / self.standardize.std
-        bias = self.linear.bias - weight @ self.standardize.mean
-        return scale * weight, scale.squeeze(1) * bias + self.target_standardize.mean
+    def standardized(self, features: Tensor) -> Tensor:
+        if self.training:
+            # The feature transforms folded into the (tiny) weights: the same function and
+            # gradients, without element-wise passes over every training batch.
+            return F.linear(features, *self.standardized_fold())
+        return self.linear(self.decorrelate(self.standardize(features)))
+
+    def standardized_fold(self) -> tuple[Tensor, Tensor]:
+        """Weight and bias from raw features to standardised targets: W M and b - W c, where
+        M = R^T / s holds both feature transforms and c = M m."""
+        transform, offset = self._feature_transform()
+        weight = self.linear.weight
+        return weight @ transform, self.linear.bias - weight @ offset
+
+    def _feature_transform(self) -> tuple[Tensor, Tensor]:
+        """M and c, computed again only when a buffer they come from has changed (fitted, loaded,
+        moved): per training step they would be two more operations on the critical path."""
+        sources = (self.decorrelate.rotation, self.standardize.std, self.standardize.mean)
+        key = tuple((tensor.data_ptr(), tensor._version) for tensor in sources)
+        if getattr(self, "_transform_key", None) != key:
+            rotation, std, mean = sources
+            transform = rotation.T / std
+            self._transform = (transform, transform @ mean)
+            self._transform_key = key
+        return self._transform
 
     @torch.no_grad()
     def coefficients(self) -> tuple[Tensor, Tensor]:
-        return self.folded_parameters()
+        """Weight and bias in raw units: the standardised fold, times s_y, plus m_y."""
+        weight, bias = self.standardized_fold()
+        scale = self.target_standardize.std
+        return scale.unsqueeze(1) * weight, scale * bias + self.target_standardize.mean

@@ -33,5 +33,7 @@ class MLP(Network):
         self.layers = nn.Sequential(*layers, nn.Linear(widths[-1], n_targets))
 
     def forward(self, features: Tensor) -> Tensor:
-        whitened = self.decorrelate(self.standardize(features))
-        return self.target_standardize.restore(self.layers(whitened))
+        return self.target_standardize.restore(self.standardized(features))
+
+    def standardized(self, features: Tensor) -> Tensor:
+        return self.layers(self.decorrelate(self.standardize(features)))

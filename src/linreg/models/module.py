@@ -95,8 +95,15 @@ class RegressionModule(pl.LightningModule):
         gradients do not depend on the targets' scale (nor favour a target in larger units), and
         the MSE in the targets' own units, as val/loss and test/mse are measured."""
         features, targets = batch
-        per_target = F.mse_loss(self(features), targets, reduction="none").mean(0)
-        return (per_target / self.net.target_standardize.std.square()).mean(), per_target.mean()
+        scaler = self.net.target_standardize
+        predicted = self.net.standardized(features.to(self.dtype))
+        wanted = scaler(targets.to(predicted.dtype))
+        objective = F.mse_loss(predicted, wanted)
+        variance = scaler.std.square()
+        if self.net.n_targets == 1:  # one op, not a pass over the batch
+            return objective, objective.detach() * variance[0]
+        per_target = (predicted.detach() - wanted).square().mean(0)
+        return objective, (per_target * variance).mean()
 
     def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> Tensor:
         # Summed on the device; `self.log` (costly per call) runs only on the steps that Lightning

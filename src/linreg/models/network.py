@@ -138,6 +138,12 @@ class Network(nn.Module):
         output = [module for module in self.modules() if isinstance(module, nn.Linear)][-1]
         output.bias.zero_()
 
+    def standardized(self, features: Tensor) -> Tensor:
+        """Predictions in standardised target units, what training minimises the MSE of (its
+        gradients then do not depend on the targets' scale). A network overrides it to skip
+        restoring and re-standardising its output."""
+        return self.target_standardize(self(features))
+
     @torch.no_grad()
     def coefficients(self) -> tuple[Tensor, Tensor] | None:
         """Weight (n_targets, n_features) and bias (n_targets,) in raw-feature units, for a network
