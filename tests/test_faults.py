@@ -23,6 +23,7 @@ import torch
 from conftest import FAST, ROOT, compose_config, run_cli, tree_digest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_cli import assert_one_line_error
 
 from linreg.errors import DiskWriteError, LinregError
@@ -528,3 +529,9 @@ def test_a_diverging_run_stops_in_one_line_and_leaves_nothing_to_serve(
     assert not list(run_dir.glob("*.onnx")) and not list(run_dir.glob("checkpoints/*"))
     record = strict_loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "failed" and record["objective"] is None
+    if "logger=none" not in extra:  # TensorBoard tells a diverged run from a missing one
+        events = EventAccumulator(str(run_dir / "tensorboard"))
+        events.Reload()
+        (status,) = events.Tensors("run/status/text_summary")
+        text = status.tensor_proto.string_val[0].decode()
+        assert text.startswith("failed: training diverged at step ")

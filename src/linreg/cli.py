@@ -111,7 +111,20 @@ def record_failure(run: Callable[[], float], output_dir: Path, in_sweep: bool) -
             }
             with contextlib.suppress(OSError, LinregError):  # a full disk must not hide the error
                 write_json_atomic(summary, failure)
+                _mark_failed_in_tensorboard(output_dir, failure["reason"])
         raise
+
+
+def _mark_failed_in_tensorboard(output_dir: Path, reason: str) -> None:
+    """A failed run shows in TensorBoard as a run with a graph and nothing else, easily taken for
+    a missing one: a text summary (`run/status`) says what happened."""
+    events = output_dir / "tensorboard"
+    if not events.is_dir():
+        return
+    from torch.utils.tensorboard import SummaryWriter
+
+    with contextlib.closing(SummaryWriter(log_dir=str(events))) as writer:
+        writer.add_text("run/status", f"failed: {reason}")
 
 
 SKELETON = {".hydra", "config_tree.txt", "tensorboard", "csv"}
