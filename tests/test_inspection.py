@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import FAST, QUIET, ROOT, run_cli
 from rich.console import Console
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -31,9 +32,9 @@ def test_event_files_hold_figures_weight_histograms_and_the_graph(trained_run: P
     tags = events(trained_run).Tags()
     assert set(tags["images"]) == {
         "figures/coefficients",  # the best checkpoint's, next to least squares
-        "figures/predicted_vs_true",
-        "figures/residuals",
-        "figures/weights_vs_truth",
+        "figures/test/predicted_vs_true",
+        "figures/test/residuals",
+        "figures/test/weights_vs_truth",
     }
     assert set(tags["histograms"]) == {"weights/linear.weight", "weights/linear.bias"}
     assert tags["graph"] is True
@@ -49,9 +50,15 @@ def test_weight_histograms_are_written_every_epoch(trained_run: Path) -> None:
 def test_figures_every_n_epochs_adds_validation_figures(tmp_path: Path) -> None:
     result = run_cli([*FAST, "callbacks.tensorboard_insights.figures_every_n_epochs=2"], tmp_path)
     assert result.returncode == 0, result.stderr
-    images = events(tmp_path).Images("figures/residuals")
-    assert len(images) == 3 + 1  # epochs 2, 4, 6 on validation, then the end of fit on test
-    assert images[0].width > 100 and images[0].height > 100
+    scalars = events(tmp_path)
+    validation = scalars.Images("figures/val/residuals")
+    (tested,) = scalars.Images("figures/test/residuals")
+    epoch_steps = [event.step for event in scalars.Histograms("weights/linear.weight")]
+    assert [image.step for image in validation] == epoch_steps[1::2]  # epochs 2, 4 and 6
+    # The test figures are of the checkpoint that was tested, at its step.
+    best = json.loads((tmp_path / "metrics.json").read_text())["paths"]["best_checkpoint"]
+    assert tested.step == torch.load(tmp_path / best, weights_only=True)["global_step"]
+    assert validation[0].width > 100 and validation[0].height > 100
 
 
 def free_port() -> int:
@@ -99,7 +106,7 @@ def test_tensorboard_serves_the_runs_scalars_images_and_hparams(tensorboard_serv
     scalars = fetch(f"{tensorboard_server}/data/plugin/scalars/tags")["tensorboard"]
     assert {"train/loss", "val/loss", "test/mse", "train/lr", "params/weight_error"} <= set(scalars)
     images = fetch(f"{tensorboard_server}/data/plugin/images/tags")["tensorboard"]
-    assert "figures/predicted_vs_true" in images
+    assert "figures/test/predicted_vs_true" in images
     histograms = fetch(f"{tensorboard_server}/data/plugin/histograms/tags")["tensorboard"]
     assert "weights/linear.weight" in histograms
 

@@ -296,7 +296,7 @@ def test_other_precisions_train_export_and_draw_their_figures(
     assert metrics["test/mse"] <= tolerance * metrics["reference/test_mse"]
     assert metrics["export/onnx_max_abs_diff"] <= 1e-5
     tags = EventAccumulator(str(tmp_path / "tensorboard")).Reload().Tags()
-    assert "figures/residuals" in tags["images"]
+    assert "figures/test/residuals" in tags["images"]
 
 
 def test_streamed_data_trains_to_the_least_squares_reference(tmp_path: Path) -> None:

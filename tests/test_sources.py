@@ -74,4 +74,7 @@ def test_a_source_without_ground_truth_trains_and_skips_what_needs_one(
 
     events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
     events.Reload()
-    assert sorted(events.Tags()["images"]) == ["figures/predicted_vs_true", "figures/residuals"]
+    assert sorted(events.Tags()["images"]) == [
+        "figures/test/predicted_vs_true",
+        "figures/test/residuals",
+    ]

@@ -15,8 +15,9 @@ FIGURE_ROWS = 20_000  # enough for every picture; all of a default split
 
 class TensorBoardInsights(pl.Callback):
     """The model graph once, weight histograms every epoch, and pictures of the fit (predicted vs
-    true, residuals, learned vs ground-truth weights) at the end of fit on the test split and every
-    `figures_every_n_epochs` epochs on the validation split. Does nothing without TensorBoard.
+    true, residuals, learned vs ground-truth weights): of the tested model on the test split
+    (`figures/test/*`, at the step of the checkpoint tested), and every `figures_every_n_epochs`
+    epochs on the validation split (`figures/val/*`). Does nothing without TensorBoard.
 
     The graph is added here rather than by `TensorBoardLogger(log_graph=True)`, which adds it again
     at every trainer stage.
@@ -42,7 +43,8 @@ class TensorBoardInsights(pl.Callback):
         if every and (trainer.current_epoch + 1) % every == 0 and trainer.is_global_zero:
             self._log_figures(writer, trainer, pl_module, "val")
 
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # After the test loop: the module holds the checkpoint that was tested (the best one).
         writer = _tensorboard_writer(trainer)
         if writer is not None and trainer.is_global_zero:
             self._log_figures(writer, trainer, pl_module, "test")
@@ -74,7 +76,7 @@ class TensorBoardInsights(pl.Callback):
             )
         step = trainer.global_step
         for name, figure in drawn.items():
-            writer.add_figure(f"figures/{name}", figure, step)
+            writer.add_figure(f"figures/{split}/{name}", figure, step)
 
 
 def _tensorboard_writer(trainer: pl.Trainer) -> Any:
