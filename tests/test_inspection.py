@@ -53,7 +53,9 @@ def test_figures_every_n_epochs_adds_validation_figures(tmp_path: Path) -> None:
     scalars = events(tmp_path)
     validation = scalars.Images("figures/val/residuals")
     (tested,) = scalars.Images("figures/test/residuals")
-    epoch_steps = [event.step for event in scalars.Histograms("weights/linear.weight")]
+    # Beside the epoch's scalars and histograms, at the same steps.
+    epoch_steps = [event.step for event in scalars.Scalars("val/loss")]
+    assert [h.step for h in scalars.Histograms("weights/linear.weight")] == epoch_steps
     assert [image.step for image in validation] == epoch_steps[1::2]  # epochs 2, 4 and 6
     # The test figures are of the checkpoint that was tested, at its step.
     best = json.loads((tmp_path / "metrics.json").read_text())["paths"]["best_checkpoint"]

@@ -35,29 +35,31 @@ class TensorBoardInsights(pl.Callback):
         writer = _tensorboard_writer(trainer)
         if writer is None:
             return
+        # Lightning logs a step's values at the step's index (from 0), the epoch's validation at
+        # its last step's: the epoch's pictures go beside them, not one step later.
+        step = max(0, trainer.global_step - 1)
         for name, parameter in pl_module.net.named_parameters():
             values = parameter.detach().float().cpu()  # numpy has no bfloat16
             # bins="auto": TensorBoard's default buckets end near 1e12 and fail beyond.
-            writer.add_histogram(f"weights/{name}", values, trainer.global_step, bins="auto")
+            writer.add_histogram(f"weights/{name}", values, step, bins="auto")
         every = self.figures_every_n_epochs
         if every and (trainer.current_epoch + 1) % every == 0 and trainer.is_global_zero:
-            self._log_figures(writer, trainer, pl_module, "val")
+            self._log_figures(writer, pl_module, trainer.datamodule, "val", step)
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # After the test loop: the module holds the checkpoint that was tested (the best one).
         writer = _tensorboard_writer(trainer)
         if writer is not None and trainer.is_global_zero:
-            self._log_figures(writer, trainer, pl_module, "test")
+            self._log_figures(writer, pl_module, trainer.datamodule, "test", trainer.global_step)
 
     @staticmethod
     def _log_figures(
-        writer: Any, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str
+        writer: Any, pl_module: pl.LightningModule, datamodule: Any, split: str, step: int
     ) -> None:
         from linreg.diagnostics import (
             figures,  # matplotlib costs ~0.4 s to import: only when drawing
         )
 
-        datamodule = trainer.datamodule
         features, targets = datamodule.sample(split, FIGURE_ROWS)
         with torch.no_grad():
             predicted = pl_module(features.to(pl_module.device)).float().cpu().numpy()
@@ -74,7 +76,6 @@ class TensorBoardInsights(pl.Callback):
             drawn["weights_vs_truth"] = figures.weights_vs_truth(
                 learned.float().cpu().numpy(), truth.weight.numpy()
             )
-        step = trainer.global_step
         for name, figure in drawn.items():
             writer.add_figure(f"figures/{split}/{name}", figure, step)
 
