@@ -184,6 +184,7 @@ def test_tensorboard_has_the_named_scalars_per_stage(default_run) -> None:
         "test/r2",
     }
     assert expected <= tags
+    assert "epoch" not in tags  # Lightning's staircase chart, left to the CSV logger
     val_loss = [event.value for event in events.Scalars("val/loss")]
     assert len(val_loss) == 6
     assert val_loss[-1] < val_loss[0]
