@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import FAST, QUIET, ROOT, run_cli
@@ -247,3 +248,24 @@ def test_the_tensorboard_hint_runs_as_printed_and_only_when_there_is_tensorboard
     csv_only = run_cli([*FAST, "logger=csv"], tmp_path / "csv")
     assert csv_only.returncode == 0, csv_only.stderr
     assert "inspect with" not in csv_only.stdout
+
+
+@pytest.mark.parametrize(("n_targets", "n_features"), [(1, 8), (3, 64), (3, 1400), (12, 1400)])
+def test_figures_keep_a_readable_size_for_many_targets_and_features(
+    n_targets: int, n_features: int
+) -> None:
+    # Before: 1,400 features drew a 70,200-pixel-wide strip of bars.
+    from linreg.diagnostics import figures
+
+    rng = np.random.default_rng(0)
+    learned, truth = rng.normal(size=(2, n_targets, n_features))
+    rows = rng.normal(size=(2, 50, n_targets))
+    drawn = [figures.weights_vs_truth(learned, truth), figures.predicted_vs_true(*rows, "test")]
+    for figure in drawn:
+        width, height = figure.get_size_inches() * figure.dpi
+        assert width <= 1600 and height <= 800
+        assert len([axes for axes in figure.axes if axes.get_visible()]) == min(n_targets, 8)
+        expected = "the first 8 of 12 targets" if n_targets > 8 else ""
+        assert figure.get_suptitle() == expected
+    bars = drawn[0].axes[0].patches
+    assert len(bars) == (2 * n_features if n_features <= 40 else 0)  # a scatter beyond 40

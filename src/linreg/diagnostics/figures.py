@@ -6,19 +6,49 @@ import matplotlib
 
 matplotlib.use("Agg")  # files and TensorBoard only, never a window
 
+import math
+
 import numpy as np
 from matplotlib.figure import Figure
+
+# Sizes stay readable whatever the data: at most this many panels (targets) per figure, in rows
+# of PANELS_PER_ROW, and a scatter instead of bars beyond MAX_BARS features.
+MAX_PANELS = 8
+PANELS_PER_ROW = 4
+MAX_BARS = 40
+
+
+def _panels(figure: Figure, n_panels: int) -> list:
+    """A grid of at most MAX_PANELS axes, PANELS_PER_ROW to a row; those unused are hidden."""
+    shown = min(n_panels, MAX_PANELS)
+    columns = min(shown, PANELS_PER_ROW)
+    grid = np.atleast_1d(figure.subplots(math.ceil(shown / columns), columns)).ravel()
+    for axes in grid[shown:]:
+        axes.set_visible(False)
+    return list(grid[:shown])
+
+
+def _panel_size(n_panels: int, width: float, height: float) -> tuple[float, float]:
+    shown = min(n_panels, MAX_PANELS)
+    columns = min(shown, PANELS_PER_ROW)
+    return width * columns, height * math.ceil(shown / columns)
+
+
+def _say_which_targets(figure: Figure, n_targets: int) -> None:
+    if n_targets > MAX_PANELS:
+        figure.suptitle(f"the first {MAX_PANELS} of {n_targets} targets")
 
 
 def predicted_vs_true(predicted: np.ndarray, true: np.ndarray, split: str) -> Figure:
     """One scatter per target against the identity line: a perfect model sits on the diagonal."""
     n_targets = true.shape[1]
-    figure = Figure(figsize=(4 * n_targets, 4), layout="constrained")
-    for target, axes in enumerate(np.atleast_1d(figure.subplots(1, n_targets))):
+    figure = Figure(figsize=_panel_size(n_targets, 4, 4), layout="constrained")
+    for target, axes in enumerate(_panels(figure, n_targets)):
         axes.scatter(true[:, target], predicted[:, target], s=4, alpha=0.4)
         low, high = float(true[:, target].min()), float(true[:, target].max())
         axes.plot([low, high], [low, high], color="black", linewidth=1)
         axes.set(xlabel="true", ylabel="predicted", title=f"target {target} ({split} split)")
+    _say_which_targets(figure, n_targets)
     return figure
 
 
@@ -38,15 +68,26 @@ def residual_histogram(residuals: np.ndarray, noise_std: float | None, split: st
 
 
 def weights_vs_truth(learned: np.ndarray, truth: np.ndarray) -> Figure:
-    """Learned raw-feature weights next to the ground truth, one panel per target."""
+    """Learned raw-feature weights against the ground truth, one panel per target: bars side by
+    side for a few features, a scatter against the diagonal (one point per feature) for many."""
     n_targets, n_features = truth.shape
-    figure = Figure(figsize=(max(5, 0.5 * n_features + 2), 3 * n_targets), layout="constrained")
+    bars = n_features <= MAX_BARS
+    width = max(5, 0.12 * n_features + 2) if bars else 4
+    figure = Figure(figsize=_panel_size(n_targets, width, 3 if bars else 4), layout="constrained")
     positions = np.arange(n_features)
-    for target, axes in enumerate(np.atleast_1d(figure.subplots(n_targets, 1))):
-        axes.bar(positions - 0.2, truth[target], width=0.4, label="ground truth")
-        axes.bar(positions + 0.2, learned[target], width=0.4, label="learned")
-        axes.set(xlabel="feature", ylabel="weight", title=f"target {target}")
-        axes.legend()
+    for target, axes in enumerate(_panels(figure, n_targets)):
+        if bars:
+            axes.bar(positions - 0.2, truth[target], width=0.4, label="ground truth")
+            axes.bar(positions + 0.2, learned[target], width=0.4, label="learned")
+            axes.set(xlabel="feature", ylabel="weight", title=f"target {target}")
+            axes.legend()
+        else:
+            axes.scatter(truth[target], learned[target], s=6, alpha=0.5)
+            low, high = float(truth[target].min()), float(truth[target].max())
+            axes.plot([low, high], [low, high], color="black", linewidth=1)
+            axes.set(xlabel="ground-truth weight", ylabel="learned weight",
+                     title=f"target {target}: {n_features} features")  # fmt: skip
+    _say_which_targets(figure, n_targets)
     return figure
 
 
@@ -54,10 +95,11 @@ def coefficients_figure(coefficients: dict[str, dict[str, dict]], limit: int = 3
     """Trained against least-squares coefficients (raw units, ± 2 standard errors where known),
     one panel per target, the `limit` largest effects (the table's order)."""
     n_targets = len(coefficients)
-    figure = Figure(figsize=(7, 0.3 * limit + 1.5 if n_targets == 1 else 4 * n_targets))
+    shown = list(coefficients.items())[:MAX_PANELS]
+    figure = Figure(figsize=(7, 0.3 * limit + 1.5 if n_targets == 1 else 4 * len(shown)))
     figure.set_layout_engine("constrained")
     for axes, (target, rows) in zip(
-        np.atleast_1d(figure.subplots(n_targets, 1)), coefficients.items(), strict=True
+        np.atleast_1d(figure.subplots(len(shown), 1)), shown, strict=True
     ):
         names = [name for name in rows if name != "(intercept)"][:limit]
         positions = np.arange(len(names))
@@ -69,7 +111,8 @@ def coefficients_figure(coefficients: dict[str, dict[str, dict]], limit: int = 3
                   label="trained")  # fmt: skip
         axes.set_yticks(positions, names)
         axes.invert_yaxis()
-        shown = f"{len(names)} largest of {len(rows) - 1}" if len(rows) - 1 > limit else "all"
-        axes.set(xlabel="coefficient (raw units)", title=f"{target}: {shown} coefficients")
+        which = f"{len(names)} largest of {len(rows) - 1}" if len(rows) - 1 > limit else "all"
+        axes.set(xlabel="coefficient (raw units)", title=f"{target}: {which} coefficients")
         axes.legend()
+    _say_which_targets(figure, n_targets)
     return figure
