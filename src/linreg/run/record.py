@@ -10,6 +10,9 @@ from omegaconf import DictConfig, OmegaConf
 
 # Config sections that define a run's result; paths, loggers and callbacks only say where it went.
 HPARAM_SECTIONS = ("data", "model", "optimizer", "scheduler", "trainer", "seed")
+# Keys inside them that do not: the run's own folder (different in every run, so HParams would
+# mark it as what differs) and how checkpoints are written.
+HPARAM_EXCLUDED = ("trainer.default_root_dir", "trainer.plugins")
 
 
 def flatten_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -28,7 +31,7 @@ def flatten_hparams(cfg: DictConfig) -> dict[str, Any]:
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     visit("", {key: resolved[key] for key in HPARAM_SECTIONS})
-    return flat
+    return {key: value for key, value in flat.items() if key not in HPARAM_EXCLUDED}
 
 
 class StageClock:
