@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from linreg.cli import tidy_lightning_output
-from linreg.trial import train_run
+from linreg.trial import optimizer_options, train_run
 
 Epoch = Callable[[], float]
 SGD_LR = 0.01
@@ -367,7 +367,7 @@ def accuracy(device: str, checkout: Path) -> str:
         "| optimizer | lr | test/mse | least squares | gap | wall time (s) |",
         "|---|---|---|---|---|---|",
     ]
-    for option in sorted(path.stem for path in (checkout / "conf" / "optimizer").glob("*.yaml")):
+    for option in optimizer_options(checkout):
         seconds, _, config, summary = train_run([f"optimizer={option}"], device, checkout)
         metrics = summary["metrics"]
         lr = config.optimizer.lr

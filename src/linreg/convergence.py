@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from linreg.trial import train_run
+from linreg.trial import optimizer_options, train_run
 
 # One respect at a time in which users' data differ from the default.
 SHAPES: dict[str, tuple[str, ...]] = {
@@ -43,10 +43,6 @@ class Cell:
     gap: float  # test MSE / least squares' test MSE - 1
     fit_seconds: float
     epochs_run: int
-
-
-def optimizer_options(checkout: Path) -> list[str]:
-    return sorted(path.stem for path in (checkout / "conf" / "optimizer").glob("*.yaml"))
 
 
 def cells(

@@ -91,6 +91,7 @@ class MultiStepExecution:
         lightning_optimizer = module.optimizers()
         optimizer = lightning_optimizer.optimizer
         strategy = module.trainer.strategy
+        scheduler = module.lr_schedulers() if self.per_step_schedule else None
         losses, rows = [], []
         for index, batch in enumerate(batches):
             loss, reported = loss_of(batch)
@@ -102,8 +103,8 @@ class MultiStepExecution:
             else:
                 module.manual_backward(loss)
                 lightning_optimizer.step()
-            if self.per_step_schedule:
-                module.lr_schedulers().step()
+            if scheduler is not None:
+                scheduler.step()
             losses.append(reported.detach())
             rows.append(len(batch[0]))
         self.executed_steps += len(batches)

@@ -36,3 +36,8 @@ def train_run(overrides: list[str], device: str, checkout: Path) -> tuple[float,
         return seconds, usage.ru_maxrss / 1024, load_run_config(run_dir), summary
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def optimizer_options(checkout: Path) -> list[str]:
+    """The `optimizer=<name>` options the checkout ships."""
+    return sorted(path.stem for path in (checkout / "conf" / "optimizer").glob("*.yaml"))

@@ -3,6 +3,7 @@ metrics and the optimizer and scheduler factories of the config."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,7 @@ class RegressionModule(pl.LightningModule):
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        total_steps = self.execution.run_optimizer_steps(self.trainer)
-        scheduler = build_scheduler(self.scheduler_factory, optimizer, total_steps)
+        run_steps = functools.partial(self.execution.run_optimizer_steps, self.trainer)
+        scheduler = build_scheduler(self.scheduler_factory, optimizer, run_steps)
         per_step = follows_steps(self.scheduler_factory)
         return self.execution.optimizer_config(optimizer, scheduler, self.monitor, per_step)

@@ -56,8 +56,11 @@ def follows_steps(factory: SchedulerFactory) -> bool:
     return "total_steps" in inspect.signature(factory).parameters
 
 
-def build_scheduler(factory: SchedulerFactory, optimizer: Optimizer, total_steps: int) -> Any:
-    """The factory's scheduler; a per-step one is told the run's length in optimizer steps."""
+def build_scheduler(
+    factory: SchedulerFactory, optimizer: Optimizer, run_steps: Callable[[], int]
+) -> Any:
+    """The factory's scheduler; a per-step one is told the run's length in optimizer steps,
+    asked of `run_steps` only then (counting them reads the training data early)."""
     if follows_steps(factory):
-        return factory(optimizer, total_steps=total_steps)
+        return factory(optimizer, total_steps=run_steps())
     return factory(optimizer)

@@ -84,7 +84,7 @@ def check_factories(optimizer: OptimizerFactory, scheduler: SchedulerFactory | N
         raise ConfigError(f"optimizer: {first_line(err)}") from err
     try:
         if scheduler is not None:
-            build_scheduler(scheduler, built, total_steps=1)
+            build_scheduler(scheduler, built, run_steps=lambda: 1)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"scheduler: {first_line(err)}") from err
 
