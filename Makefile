@@ -6,36 +6,45 @@ PY := $(VENV)/bin/python
 # Pick another build with e.g. `make setup TORCH_SPEC="torch==2.13.0 --index-url <your wheel index>"`.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup train test test-all gpu-check lint format clean
+.PHONY: help setup train test test-all gpu-check lint format clean
+.DEFAULT_GOAL := help
 
+help: ## list these targets (ARGS="..." passes arguments on, e.g. make train ARGS="optimizer=adam")
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
+
+# Set-up says what it does: it runs once (again only when pyproject.toml changes) and takes a few
+# minutes on a fresh machine, silent steps would look like a hang.
 $(VENV)/.installed: pyproject.toml
+	@echo "setup 1/3: creating the virtual environment $(VENV) with $(PYTHON) (seconds)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "setup 2/3: installing PyTorch first, $(TORCH_SPEC) (the CPU build, about 750 MB installed; seconds to a minute)"
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	@echo "setup 3/3: installing linreg with Lightning, Hydra, TensorBoard, ONNX, onnxruntime, Optuna, scikit-learn and the test tools (1 to 3 minutes)"
 	$(PY) -m pip install --quiet -e '.[dev,sweep,cluster,bench]'
-	touch $@
+	@touch $@
+	@echo "setup done: $(VENV) holds $$(du -sh $(VENV) | cut -f1); activate it with: source $(VENV)/bin/activate"
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed ## create .venv and install everything (once)
 
-train: setup
+train: setup ## train with the defaults (python train.py $(ARGS))
 	$(PY) train.py $(ARGS)
 
-test: setup
+test: setup ## the default test suite (not the slow tests)
 	$(PY) -m pytest $(ARGS)
 
-test-all: setup
+test-all: setup ## every test, the slow ones too (GPU tests skip without CUDA)
 	$(PY) -m pytest -m '' $(ARGS)
 
-# On a machine with a CUDA GPU: GPU tests, GPU runs and the GPU benchmark, in one report.
-gpu-check: setup
+gpu-check: setup ## on a CUDA machine: GPU tests, runs and benchmark in one report
 	PYTHON=$(PY) scripts/gpu_check.sh $(ARGS)
 
-lint: setup
+lint: setup ## ruff check and format --check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-format: setup
+format: setup ## ruff fix and format
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-clean:
+clean: ## remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info
