@@ -4,10 +4,9 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from linreg.cli import run_app, run_job, share_cores, tidy_lightning_output
+from linreg.cli import in_sweep, run_app, run_job, share_cores, tidy_lightning_output
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -20,7 +19,7 @@ def main(cfg: DictConfig) -> float:
     return run_job(
         lambda: train(cfg, hydra_cfg.overrides.task, hydra_cfg.runtime.choices),
         output_dir=Path(cfg.paths.output_dir),
-        in_sweep=hydra_cfg.mode == RunMode.MULTIRUN,
+        in_sweep=in_sweep(),
     )
 
 

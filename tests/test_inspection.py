@@ -3,12 +3,14 @@ prints, and the debug modes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -78,11 +80,12 @@ def fetch(url: str, body: dict[str, object] | None = None) -> object:
         return json.loads(response.read())
 
 
-@pytest.fixture
-def tensorboard_server(trained_run: Path):
+@contextlib.contextmanager
+def serve_tensorboard(logdir: Path) -> Iterator[str]:
+    """TensorBoard over `logdir` in its own process; yields its address once it lists runs."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(trained_run),
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
          "--host", "127.0.0.1", "--port", str(port), "--load_fast", "false"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -91,7 +94,7 @@ def tensorboard_server(trained_run: Path):
         deadline = time.monotonic() + 60
         while True:
             try:
-                if "tensorboard" in fetch(f"{base}/data/runs"):
+                if fetch(f"{base}/data/runs"):
                     break
             except OSError:
                 pass
@@ -103,6 +106,12 @@ def tensorboard_server(trained_run: Path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture
+def tensorboard_server(trained_run: Path) -> Iterator[str]:
+    with serve_tensorboard(trained_run) as base:
+        yield base
 
 
 def test_tensorboard_serves_the_runs_scalars_images_and_hparams(tensorboard_server: str) -> None:
@@ -118,8 +127,35 @@ def test_tensorboard_serves_the_runs_scalars_images_and_hparams(tensorboard_serv
     )
     hparams = {info["name"] for info in experiment["hparamInfos"]}
     assert {"optimizer.lr", "optimizer._target_", "data.n_samples", "seed"} <= hparams
-    metrics = {info["name"]["tag"] for info in experiment["metricInfos"]}
-    assert {"hp/val/loss", "hp/test/mse"} <= metrics
+    metrics = [info["name"]["tag"] for info in experiment["metricInfos"]]
+    assert metrics[:2] == ["hp/test/mse", "hp/val/loss"]  # the ranking metrics lead
+
+
+def test_the_scalars_hold_a_within_epoch_training_curve_and_two_ranking_metrics(
+    trained_run: Path,
+) -> None:
+    scalars = events(trained_run)
+    tags = scalars.Tags()["scalars"]
+    # The final metrics are test/* scalars already: hp/* adds only what ranks runs.
+    assert sorted(tag for tag in tags if tag.startswith("hp/")) == ["hp/test/mse", "hp/val/loss"]
+    last_step = max(event.step for event in scalars.Scalars("test/mse"))
+    assert [event.step for event in scalars.Scalars("hp/test/mse")] == [last_step]
+    (best,) = scalars.Scalars("hp/val/loss")
+    assert best.value == pytest.approx(min(e.value for e in scalars.Scalars("val/loss")))
+    # Several training-curve points per epoch (8000 rows: 5600 / 64 = 88 batches, 6 executions).
+    epochs = len(scalars.Scalars("train/epoch_loss"))
+    assert len(scalars.Scalars("train/loss")) == 6 * epochs
+    assert len(scalars.Scalars("train/lr")) == 6 * epochs
+
+
+def test_a_long_epoch_is_thinned_to_at_most_32_training_curve_points(tmp_path: Path) -> None:
+    result = run_cli(
+        [*QUIET, "data.n_samples=40000", "data.batch_size=16", "model.steps_per_execution=1",
+         "trainer.max_epochs=1", "export.enabled=false"], tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # 28,000 rows in 1,750 batches: every 55th is written.
+    assert len(events(tmp_path).Scalars("train/loss")) == 1750 // 55
 
 
 def test_summary_table_shows_the_numbers_of_metrics_json(trained_run: Path) -> None:
@@ -269,3 +305,70 @@ def test_figures_keep_a_readable_size_for_many_targets_and_features(
         assert figure.get_suptitle() == expected
     bars = drawn[0].axes[0].patches
     assert len(bars) == (2 * n_features if n_features <= 40 else 0)  # a scatter beyond 40
+
+
+@pytest.fixture(scope="module")
+def optimizer_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Two jobs, SGD and RMSprop, with TensorBoard: their folders and the sweep's console."""
+    sweep_dir = tmp_path_factory.mktemp("sweep")
+    result = run_cli(
+        ["-m", *QUIET, "data.n_samples=2000", "trainer.max_epochs=2", "optimizer=sgd,rmsprop",
+         f"hydra.sweep.dir={sweep_dir}"], None,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return sweep_dir, result.stdout
+
+
+def test_hparams_of_a_sweep_open_on_what_differs_with_every_optimizers_settings(
+    optimizer_sweep: tuple[Path, str],
+) -> None:
+    from conftest import compose_config
+
+    from linreg.run.record import flatten_hparams
+
+    sweep_dir, _ = optimizer_sweep
+    sgd, rmsprop = (flatten_hparams(compose_config([f"optimizer={o}"])) for o in ("sgd", "rmsprop"))
+    differing = sorted(k for k in sgd.keys() & rmsprop.keys() if sgd[k] != rmsprop[k])
+    assert {"optimizer._target_", "optimizer.lr"} <= set(differing)
+    with serve_tensorboard(sweep_dir) as base:
+        runs = fetch(f"{base}/data/runs")
+        experiment = fetch(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
+        layout = fetch(f"{base}/data/plugin/custom_scalars/layout")
+    # Runs named by what the sweep varies, wherever TensorBoard shows a run.
+    assert runs == ["0-optimizer=sgd/tensorboard", "1-optimizer=rmsprop/tensorboard"]
+    infos = experiment["hparamInfos"]
+    names = [info["name"] for info in infos]
+    # The differing settings first (the tab ticks the first five), marked as differing.
+    assert names[: len(differing)] == differing
+    assert {info["name"] for info in infos if info.get("differs")} == set(differing)
+    # Both optimizers' own settings, the run's folder not.
+    own = {"optimizer.momentum", "optimizer.nesterov", "optimizer.alpha", "optimizer.centered"}
+    assert own <= set(names)
+    assert set(names) == (sgd.keys() | rmsprop.keys())
+    assert not any("dir" in name or "path" in name for name in names if name.startswith("trainer"))
+    metrics = [info["name"]["tag"] for info in experiment["metricInfos"]]
+    assert metrics[:2] == ["hp/test/mse", "hp/val/loss"]
+    # Custom Scalars tells the run's story in order: loss and lr, validation, parameters.
+    categories = [category["title"] for category in layout["category"]]
+    assert categories == ["1 loss and learning rate", "2 validation metrics", "3 parameters"]
+    loss_chart = layout["category"][0]["chart"][0]["multiline"]["tag"]
+    assert loss_chart == ["^train/loss$", "^train/epoch_loss$", "^val/loss$"]
+
+
+def test_a_sweep_prints_one_line_per_job_and_the_report(
+    optimizer_sweep: tuple[Path, str],
+) -> None:
+    sweep_dir, stdout = optimizer_sweep
+    lines = stdout.splitlines()
+    jobs = [line for line in lines if line.startswith("job ")]
+    assert [line.split()[1] for line in jobs] == ["0-optimizer=sgd", "1-optimizer=rmsprop"]
+    summary = json.loads((sweep_dir / "0-optimizer=sgd" / "metrics.json").read_text())
+    assert f"val/loss {summary['objective']['value']:.5g}" in jobs[0]
+    assert "% vs least squares" in jobs[0]
+    table = [line for line in lines if line.startswith("|")]
+    assert len(table) == 2 + 2  # header, rule, a row per job
+    # No epoch lines, summary tables or library chatter: only where the report was written.
+    rest = [line for line in lines if line not in jobs and line not in table]
+    report = f"sweep report: {sweep_dir / 'report.csv'} (report.md, report.png)"
+    assert len(rest) == 1 and rest[0].endswith(report)
+    assert len(list(sweep_dir.glob("*/config_tree.txt"))) == 2  # saved, not printed

@@ -24,6 +24,12 @@ def sweep(sweep_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_cli(["-m", *TINY, *args, f"hydra.sweep.dir={sweep_dir}"], None)
 
 
+def job_names(sweep_dir: Path) -> list[str]:
+    """The job folders, in job order."""
+    folders = [p.name for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()]
+    return sorted(folders, key=lambda name: int(name.split("-", 1)[0]))
+
+
 def report_rows(sweep_dir: Path) -> list[dict[str, str]]:
     with (sweep_dir / "report.csv").open() as handle:
         return list(csv.DictReader(handle))
@@ -32,8 +38,10 @@ def report_rows(sweep_dir: Path) -> list[dict[str, str]]:
 def test_grid_runs_every_combination_in_its_own_folder_and_reports_them(tmp_path: Path) -> None:
     result = sweep(tmp_path, "optimizer=sgd,adam", "optimizer.lr=0.01,0.1")
     assert result.returncode == 0, result.stderr
-    jobs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
-    assert jobs == ["0", "1", "2", "3"]
+    jobs = job_names(tmp_path)
+    # Named by what the sweep varies (TensorBoard's run names), not by the shared settings.
+    assert jobs == ["0-optimizer=sgd,lr=0.01", "1-optimizer=sgd,lr=0.1",
+                    "2-optimizer=adam,lr=0.01", "3-optimizer=adam,lr=0.1"]  # fmt: skip
     for job in jobs:
         summary = json.loads((tmp_path / job / "metrics.json").read_text())
         assert summary["status"] == "completed"
@@ -84,7 +92,7 @@ def test_optuna_search_runs_n_trials_and_resumes_from_storage_without_repeating(
 ) -> None:
     first = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3")
     assert first.returncode == 0, first.stderr
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1", "2"]
+    assert [name.split("-")[0] for name in job_names(tmp_path)] == ["0", "1", "2"]
     first_trials = searched(tmp_path)
     assert all(
         t[0].startswith("optimizer=") and t[1].startswith("optimizer.lr=") for t in first_trials
@@ -92,7 +100,9 @@ def test_optuna_search_runs_n_trials_and_resumes_from_storage_without_repeating(
 
     resumed = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=5")
     assert resumed.returncode == 0, resumed.stderr
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1", "2", "3", "4"]
+    jobs = job_names(tmp_path)
+    assert [name.split("-")[0] for name in jobs] == ["0", "1", "2", "3", "4"]
+    assert all(name.split("-", 1)[1].startswith("optimizer=") for name in jobs)
     all_trials = searched(tmp_path)
     assert set(first_trials) < set(all_trials)
     assert len(set(all_trials)) == 5  # no settings tried twice
@@ -103,16 +113,17 @@ def test_optuna_search_runs_n_trials_and_resumes_from_storage_without_repeating(
     assert best.best_value == min(float(r["val/loss"]) for r in report_rows(tmp_path))
 
     # A damaged job record: the resumed search's report says so instead of keeping the old one.
-    (tmp_path / "1" / "metrics.json").write_text('{"status": "comp')
+    (tmp_path / jobs[1] / "metrics.json").write_text('{"status": "comp')
     again = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=5")
     assert again.returncode == 0, again.stderr
-    assert {r["job"]: r["status"] for r in report_rows(tmp_path)}["1"] == "unreadable"
+    assert {r["job"]: r["status"] for r in report_rows(tmp_path)}[jobs[1]] == "unreadable"
 
 
 def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_cores_each(tmp_path: Path) -> None:
     result = sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2")
     assert result.returncode == 0, result.stderr
-    for job in ("0", "1"):
+    assert job_names(tmp_path) == ["0-seed=1", "1-seed=2"]
+    for job in job_names(tmp_path):
         summary = json.loads((tmp_path / job / "metrics.json").read_text())
         assert summary["status"] == "completed"
         assert summary["torch_threads"] == max(1, (os.cpu_count() or 1) // 2)
@@ -121,7 +132,7 @@ def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_cores_each(tmp_path: P
 def test_a_diverging_job_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path: Path) -> None:
     result = sweep(tmp_path, "optimizer=sgd", "optimizer.lr=1000,0.05,0.1")
     assert result.returncode == 0, result.stderr
-    failed = json.loads((tmp_path / "0" / "metrics.json").read_text())
+    failed = json.loads((tmp_path / "0-lr=1000" / "metrics.json").read_text())
     assert failed["status"] == "failed"
     assert failed["reason"].startswith("training diverged at step")
     rows = report_rows(tmp_path)
@@ -180,3 +191,106 @@ def test_two_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Pat
     folders = list(tmp_path.iterdir())
     assert len(folders) == 2  # microseconds in the name keep even same-second starts apart
     assert all((folder / "train.log").is_file() for folder in folders)
+
+
+def test_a_job_folder_is_named_by_the_values_the_sweep_varies(tmp_path: Path) -> None:
+    from linreg.config.resolvers import sweep_job_dir
+
+    OmegaConf.save(
+        {"hydra": {"overrides": {"task": ["optimizer=sgd,adam", "optimizer.lr=0.1,0.01",
+                                          "scheduler.lr=1,2", "data.path=a/b c.csv",
+                                          "trainer.max_epochs=5"]},
+                   "sweeper": {"params": {"seed": "1,2"}}}},
+        tmp_path / "multirun.yaml",
+    )  # fmt: skip
+    job = ["optimizer=adam", "optimizer.lr=0.01", "scheduler.lr=2", "data.path=a/b c.csv",
+           "trainer.max_epochs=5", "seed=2"]  # fmt: skip
+    # Shared settings (max_epochs, path) are left out; a last part two keys share stays whole.
+    assert sweep_job_dir(7, job, None, str(tmp_path)) == (
+        "7-optimizer=adam,optimizer.lr=0.01,scheduler.lr=2,seed=2"
+    )
+    # Optuna's search space is its sweeper's params; searched numbers in four digits.
+    searched = ["optimizer=adamw", "optimizer.lr=0.0024348773534554596", "data.batch_size=256"]
+    params = {"optimizer": {}, "optimizer.lr": {}, "data.batch_size": {}}
+    assert sweep_job_dir(0, searched, params, str(tmp_path / "none")) == (
+        "0-optimizer=adamw,lr=0.002435,batch_size=256"
+    )
+    # A swept path becomes one folder name; a multirun of one job keeps its number.
+    assert sweep_job_dir(1, ["data.path=x/y z.csv"], {"data.path": {}}, "") == "1-path=x_y_z.csv"
+    assert sweep_job_dir(3, ["seed=1"], None, str(tmp_path / "none")) == "3"
+
+
+def test_the_report_figure_shows_the_winner_by_how_much_and_how_it_got_there(
+    tmp_path: Path,
+) -> None:
+    from matplotlib.colors import to_hex
+
+    from linreg.sweep.plot import report_figure
+    from linreg.sweep.report import collect
+
+    result = sweep(tmp_path, "optimizer=sgd,adam", "optimizer.lr=0.05,0.3,1000",
+                   "logger=tensorboard")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = collect(tmp_path)
+    finished = [row for row in rows if row["status"] == "completed"]
+    assert "failed" in {row["status"] for row in rows}  # SGD at lr=1000 diverges
+    figure = report_figure(tmp_path, rows, "val/loss", searched=False)
+    figure.canvas.draw()
+    ranking, by_setting, curves = (axes for axes in figure.axes if axes.get_visible())
+    assert ranking.get_title() == "jobs, best first"
+    assert by_setting.get_title() == "val/loss by lr"
+    assert curves.get_title() == f"how the best {min(4, len(finished))} got there"
+    # Best at the top, each other job by how much it is behind, a failed one by its status.
+    notes = [text.get_text() for text in ranking.texts]
+    assert notes[0] == "best"
+    best = finished[0]["objective"]
+    behind = float(notes[1].removeprefix("+").removesuffix(" %").replace(",", ""))
+    assert behind == pytest.approx(100 * (finished[1]["objective"] / best - 1), rel=0.05)
+    assert "failed" in notes
+    labels = [label.get_text() for label in ranking.get_yticklabels()]
+    assert labels[0] == finished[0]["job"].split("-", 1)[1].replace(",", "\n")
+    # One colour per optimizer in every panel.
+    bars = ranking.patches  # the finished jobs; the failed ones are labels with their status
+    bar_colour = {
+        label: to_hex(bar.get_facecolor())
+        for label, bar in zip(labels[: len(bars)], bars, strict=True)
+    }
+    line_colour = {
+        line.get_label().replace(", ", "\n"): to_hex(line.get_color()) for line in curves.lines
+    }
+    for label, colour in line_colour.items():
+        assert bar_colour[label] == colour
+    by_optimizer = {}
+    for label, colour in bar_colour.items():
+        by_optimizer.setdefault(label.split("\n")[0], set()).add(colour)
+    assert all(len(colours) == 1 for colours in by_optimizer.values())
+    assert len(set.union(*by_optimizer.values())) == 2
+    # Epochs on the x axis, plain numbers on every axis.
+    assert curves.get_xlabel() == "epoch"
+    assert list(curves.lines[0].get_xdata()) == [1, 2]
+    for axes in (ranking, by_setting, curves):
+        ticks = [*axes.get_xticklabels(), *axes.get_yticklabels()]
+        assert not any("$" in tick.get_text() or "e-" in tick.get_text() for tick in ticks)
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_a_narrow_range_reads_as_plain_numbers_and_a_search_by_trial_and_value() -> None:
+    from linreg.sweep.plot import report_figure
+
+    rows = [
+        {"job": f"{n}-optimizer={o},lr={lr}", "overrides": f"optimizer={o} optimizer.lr={lr}",
+         "status": "completed", "objective": value}
+        for n, o, lr, value in [(2, "adam", 0.013, 0.24855), (0, "sgd", 0.2, 0.24861),
+                                (1, "adam", 0.0021, 0.2489)]
+    ]  # fmt: skip
+    figure = report_figure(Path("no-such-sweep"), rows, "val/loss", searched=True)
+    figure.canvas.draw()
+    ranking, by_trial, by_lr = (axes for axes in figure.axes if axes.get_visible())
+    assert ranking.get_xscale() == "linear"  # within ten-fold: linear, no offset, no exponent
+    ticks = [tick.get_text() for tick in by_trial.get_yticklabels()]
+    assert ticks and all(tick.replace(".", "").replace("\u2212", "").isdigit() for tick in ticks)
+    assert by_trial.get_xlabel() == "trial"
+    best_so_far = next(line for line in by_trial.lines if line.get_label() == "best so far")
+    assert list(best_so_far.get_ydata()) == [0.24861, 0.24861, 0.24855]
+    assert by_lr.get_title() == "val/loss by optimizer.lr (searched)"
+    assert by_lr.get_xscale() == "log"  # 0.0021 to 0.2

@@ -73,6 +73,14 @@ def run_app(main: Callable[[], object]) -> None:
     exit_on_user_error(main)
 
 
+def in_sweep() -> bool:
+    """Whether this run is a job of a multirun (`-m`)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def run_job(run: Callable[[], float], output_dir: Path, in_sweep: bool) -> float:
     """A single run stops at a user error (one line, exit status). A sweep's job must not stop the
     sweep, whatever it raises: its failure is recorded in its metrics.json (the traceback in its

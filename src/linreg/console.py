@@ -1,4 +1,5 @@
-"""What a run prints: the config tree at the start, progress during fit, a summary at the end."""
+"""What a run prints: the config tree at the start, progress during fit, a summary at the end; a
+sweep's job prints one line when it ends (the sweep prints its report)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
+
+from linreg.cli import in_sweep
 
 CONFIG_SECTIONS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks",
                    "paths", "export")  # fmt: skip
@@ -42,7 +45,8 @@ def show_config(cfg: DictConfig, output_dir: Path) -> None:
     path = output_dir / "config_tree.txt"
     with path.open("w") as handle:
         Console(file=handle, width=100, no_color=True, color_system=None).print(config_tree(cfg))
-    print(f"config           {path}", flush=True)
+    if not in_sweep():
+        print(f"config           {path}", flush=True)
 
 
 GROUND_TRUTH_ROWS = (("params/weight_error", " (relative)"), ("params/bias_error", ""))
@@ -94,6 +98,9 @@ def coefficient_tables(coefficients: dict[str, Any], limit: int = 10) -> list[Ta
 
 
 def show_summary(summary: dict[str, Any], output_dir: Path, with_tensorboard: bool) -> None:
+    if in_sweep():
+        print(job_line(summary, output_dir), flush=True)
+        return
     console = Console()
     console.print(summary_table(summary))
     for table in coefficient_tables(summary.get("coefficients") or {}):
@@ -111,6 +118,17 @@ def show_summary(summary: dict[str, Any], output_dir: Path, with_tensorboard: bo
             f"inspect with     {tensorboard_command()} --logdir {output_dir}",
             highlight=False, soft_wrap=True,
         )  # fmt: skip
+
+
+def job_line(summary: dict[str, Any], output_dir: Path) -> str:
+    """A sweep job's one line: which job, its objective, how far from least squares, how long."""
+    objective = summary["objective"]
+    gap = 100 * summary["test_mse_gap_to_reference"]
+    return (
+        f"job {output_dir.name}  {objective['name']} {objective['value']:.5g}  test/mse "
+        f"{summary['metrics']['test/mse']:.5g} ({gap:+.2f} % vs least squares)  "
+        f"{summary['epochs']} epochs  {summary['wall_time_s']:.1f} s"
+    )
 
 
 def tensorboard_command() -> str:
@@ -169,9 +187,14 @@ class EpochLines(ProgressBar):
 
 
 def progress_bar(refresh_rate: int = 10, enabled: bool = True) -> ProgressBar | None:
-    """A bar redrawn every `refresh_rate` steps on a terminal; plain epoch lines otherwise (CI)."""
+    """A bar redrawn every `refresh_rate` steps on a terminal; plain epoch lines otherwise (CI);
+    nothing in a sweep's job (a disabled bar: without one Lightning would add its own)."""
     if not enabled:
         return None
+    if in_sweep():
+        silent = EpochLines()
+        silent.disable()
+        return silent
     if sys.stdout.isatty():
         return TQDMProgressBar(refresh_rate=refresh_rate)
     return EpochLines()

@@ -1,11 +1,33 @@
-"""The TensorBoard logger the runs use: Lightning's, with a Scalars tab that starts with the run."""
+"""The TensorBoard logger the runs use: Lightning's, with runs that compare in the HParams tab and
+a Custom Scalars tab that tells a run's story in order."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+
+# Custom Scalars: loss first (training within and across epochs beside validation on one chart),
+# then the learning rate, the validation metrics, and how far the parameters are from the truth.
+STORY_LAYOUT = {
+    "1 loss and learning rate": {
+        "loss: train/loss (within epochs), train/epoch_loss, val/loss": [
+            "Multiline", ["^train/loss$", "^train/epoch_loss$", "^val/loss$"]],
+        "learning rate": ["Multiline", ["^train/lr$"]],
+        "gradient norm": ["Multiline", ["^train/grad_norm$"]],
+    },
+    "2 validation metrics": {
+        "val/mse, val/mae": ["Multiline", ["^val/mse$", "^val/mae$"]],
+        "val/r2, val/explained_variance": ["Multiline", ["^val/r2$", "^val/explained_variance$"]],
+    },
+    "3 parameters": {
+        "distance to the true parameters": ["Multiline", ["^params/"]],
+    },
+}  # fmt: skip
 
 
 class TensorBoardLogger(LightningTensorBoardLogger):
@@ -13,6 +35,35 @@ class TensorBoardLogger(LightningTensorBoardLogger):
     at the top of the Scalars tab that says nothing the step axis and the epoch lines do not.
     Other loggers (CSV) keep it as a column."""
 
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        new = self._experiment is None
+        writer = super().experiment
+        if new:
+            writer.add_custom_scalars(STORY_LAYOUT)
+        return writer
+
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)
+
+    @rank_zero_only
+    def log_hyperparams(
+        self, params: Any, metrics: dict[str, Any] | None = None, step: int | None = None
+    ) -> None:
+        """The run's session (its settings and status) without an HParams experiment summary.
+        With one per run, TensorBoard shows an arbitrary run's: its keys only (another optimizer's
+        settings missing) and none marked as differing. Without any, TensorBoard builds the
+        experiment from every run's session: all keys, the differing ones first and ticked."""
+        params = self._sanitize_params(_flatten_dict(_convert_params(params)))
+        self.hparams.update(params)  # hparams.yaml, as Lightning keeps it
+        if not metrics:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        self.log_metrics(metrics, step)
+        _, session_start, session_end = hparams(params, metrics)
+        writer = self.experiment._get_file_writer()
+        writer.add_summary(session_start, step)
+        writer.add_summary(session_end, step)

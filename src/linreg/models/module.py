@@ -4,6 +4,7 @@ metrics and the optimizer and scheduler factories of the config."""
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from linreg.models.schedules import build_scheduler, follows_steps
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
+# Training-curve points per epoch at most, whatever `trainer.log_every_n_steps` says.
+MAX_LOGS_PER_EPOCH = 32
 
 
 class RegressionModule(pl.LightningModule):
@@ -132,11 +135,12 @@ class RegressionModule(pl.LightningModule):
 
     def on_train_start(self) -> None:
         # An epoch shorter than the logging interval would log no training loss at all (and
-        # Lightning warns); log at least once per epoch instead.
+        # Lightning warns): log at least once per epoch. A long one is thinned to at most
+        # MAX_LOGS_PER_EPOCH writes, whose cost would otherwise grow with the epoch.
         trainer = self.trainer
-        trainer.log_every_n_steps = max(
-            1, min(trainer.log_every_n_steps, int(min(trainer.num_training_batches, 2**31)))
-        )
+        batches = int(min(trainer.num_training_batches, 2**31))
+        thinned = max(trainer.log_every_n_steps, math.ceil(batches / MAX_LOGS_PER_EPOCH))
+        trainer.log_every_n_steps = max(1, min(thinned, batches))
 
     def on_train_epoch_start(self) -> None:
         self._train_loss.reset_epoch()

@@ -205,7 +205,7 @@ def record(
     metrics = scored.metrics
     output_dir = Path(cfg.paths.output_dir)
     last_path = output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
-    log_hparams(trainer.loggers, cfg, metrics)
+    log_hparams(trainer.loggers, cfg, metrics, trainer.global_step)
     if scored.coefficients:
         log_coefficients(trainer.loggers, scored.coefficients, trainer.global_step)
     summary = {
@@ -253,13 +253,18 @@ def interrupted(
     )
 
 
-def log_hparams(loggers: Sequence[Logger], cfg: DictConfig, metrics: dict[str, float]) -> None:
-    """Hyper-parameters with the run's final metrics, so TensorBoard's HParams tab can rank runs."""
+def log_hparams(
+    loggers: Sequence[Logger], cfg: DictConfig, metrics: dict[str, float], step: int
+) -> None:
+    """Hyper-parameters with the metrics that rank runs, so TensorBoard's HParams tab can compare
+    them: `hp/test/mse` and `hp/val/loss` (the best checkpoint's), first among its metric columns
+    (sorted by name); every other metric is already a scalar of the run."""
     params = flatten_hparams(cfg)
-    final = {f"hp/{name}": value for name, value in metrics.items()}
+    ranked = dict.fromkeys(("test/mse", "val/loss", cfg.objective))
+    final = {f"hp/{name}": metrics[name] for name in ranked if name in metrics}
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(params, metrics=final)
+            logger.log_hyperparams(params, metrics=final, step=step)
         else:
             logger.log_hyperparams(params)
         logger.finalize("success")

@@ -9,7 +9,6 @@ runs by itself at the end of every multirun (see `SweepCallbacks`).
 from __future__ import annotations
 
 import csv
-import logging
 import math
 import sys
 from collections.abc import Sequence
@@ -44,7 +43,8 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
         if summary is not None:
             metrics = summary.get("metrics") or {}
             row["status"] = summary.get("status", "unreadable")
-            row["objective"] = (summary.get("objective") or {}).get("value")
+            objective = summary.get("objective") or {}
+            row["objective"], row["objective_name"] = objective.get("value"), objective.get("name")
             row["reason"] = summary.get("reason", "")
             row["wall_time_s"] = summary.get("wall_time_s")
             for name in ("val/loss", "test/mse", "reference/test_mse", "params/weight_error"):
@@ -99,55 +99,21 @@ def write_report(sweep_dir: Path) -> list[dict[str, Any]]:
 
 
 def plot(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Final val/loss against learning rate (a line per optimizer), and the best runs' curves."""
-    from linreg.diagnostics.figures import Figure  # matplotlib, set up for files only
-    from linreg.runs import load_run_config
+    """report.png: see `linreg.sweep.plot`."""
+    from linreg.sweep.plot import report_figure
 
-    figure = Figure(figsize=(11, 4.5), layout="constrained")
-    by_lr, curves = figure.subplots(1, 2)
-    finished = [row for row in rows if _rank(row)[0] == 0]
-    lines: dict[str, list[tuple[float, float]]] = {}
-    for row in finished:
-        try:
-            config = load_run_config(sweep_dir / row["job"])
-        except RunFolderError:
-            continue  # its row in the table still stands
-        name = str(config.optimizer._target_).rsplit(".", 1)[-1]
-        lines.setdefault(name, []).append((float(config.optimizer.lr), row["objective"]))
-    for name, points in sorted(lines.items()):
-        points.sort()
-        by_lr.plot(*zip(*points, strict=True), marker="o", label=name)
-    by_lr.set(xscale="log", yscale="log", xlabel="optimizer.lr", ylabel="objective (best)",
-              title="final validation loss by learning rate")  # fmt: skip
-    if lines:
-        by_lr.legend()
-    # Label the curves with what differs between jobs, not the overrides every job shares.
-    shared = set.intersection(*(set(row["overrides"].split()) for row in rows))
-    for row in finished[:3]:
-        steps, values = validation_curve(sweep_dir / row["job"])
-        varying = " ".join(o for o in row["overrides"].split() if o not in shared)
-        if steps:
-            curves.plot(steps, values, label=f"job {row['job']}: {varying or 'defaults'}")
-    curves.set(yscale="log", xlabel="step", ylabel="val/loss", title="best runs")
-    if curves.lines:
-        curves.legend(fontsize="small")
+    objective = next((row["objective_name"] for row in rows if row.get("objective_name")), "")
+    figure = report_figure(sweep_dir, rows, objective or "objective", _searched(sweep_dir, rows))
     figure.savefig(sweep_dir / "report.png", dpi=100)
 
 
-def validation_curve(job_dir: Path) -> tuple[list[int], list[float]]:
-    """val/loss per epoch from a job's TensorBoard events (empty without a TensorBoard logger)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # per-file progress notes
-    events_dir = job_dir / "tensorboard"
-    if not events_dir.is_dir():
-        return [], []
-    events = EventAccumulator(str(events_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    if "val/loss" not in events.Tags()["scalars"]:
-        return [], []
-    scalars = events.Scalars("val/loss")
-    return [s.step for s in scalars], [s.value for s in scalars]
+def _searched(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether the jobs are trials of a search (Optuna) rather than a grid's points."""
+    for row in rows:
+        saved = sweep_dir / row["job"] / ".hydra" / "hydra.yaml"
+        if saved.is_file():
+            return "optuna" in str(OmegaConf.load(saved).hydra.sweeper.get("_target_", ""))
+    return False
 
 
 def main(argv: Sequence[str]) -> None:
