@@ -101,3 +101,31 @@ def test_onnx_agrees_with_torch_on_raw_values_far_from_zero(tmp_path: Path) -> N
     predicted = regressor(features)[:, 0]
     torch.testing.assert_close(predicted, torch.tensor(table[:, 0], dtype=torch.float32),
                                atol=1000, rtol=0)  # fmt: skip
+
+
+def test_a_wide_correlated_model_passes_the_default_check_and_a_wrong_one_still_fails(
+    tmp_path: Path,
+) -> None:
+    # 256 correlated features folded through the decorrelation: onnxruntime's and PyTorch's
+    # float32 sums round differently by a few 1e-6 of the outputs' scale, a wrong weight by far
+    # more. Found by the docs: a 64-feature, 3-target run failed the old per-row check.
+    from omegaconf import OmegaConf
+
+    export = OmegaConf.load(ROOT / "conf" / "train.yaml").export
+    generator = torch.Generator().manual_seed(0)
+    shared = torch.randn(2000, 1, generator=generator)
+    features = 3.0 * (0.9 * shared + 0.4 * torch.randn(2000, 256, generator=generator)) + 7.0
+    regressor = LinearRegressor(256, 3)
+    targets = features @ torch.randn(256, 3, generator=generator)
+    regressor.fit_standardization(features, targets)
+    with torch.no_grad():
+        regressor.linear.weight.copy_(torch.randn(3, 256, generator=generator))
+    regressor.eval()
+    path = export_onnx(regressor, tmp_path / "model.onnx", opset=export.opset)
+    rows = features[:37]
+    scale = regressor(rows).abs().max().item()
+    assert 0 < verify_onnx(path, regressor, rows, export.atol, export.rtol) < 1e-5 * scale
+    with torch.no_grad():
+        regressor.linear.weight[0, 0] += 1e-2
+    with pytest.raises(ExportError, match="disagrees with PyTorch"):
+        verify_onnx(path, regressor, rows, export.atol, export.rtol)
