@@ -70,6 +70,7 @@ def assert_same_result(resumed: Path, reference: Path) -> None:
     assert metrics == expected_metrics
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -94,6 +95,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(
     assert steps == sorted(set(steps))
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_and_the_moved_folder_resumes_from_its_own_last_epoch(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -138,6 +140,7 @@ def test_last_checkpoint_holds_the_last_epoch_when_the_best_is_early(tmp_path: P
     assert last_epoch(tmp_path / "run") == summary["epochs"] - 1 == 5
 
 
+@pytest.mark.slow
 def test_resume_accepts_the_original_overrides_repeated(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -151,6 +154,7 @@ def test_resume_accepts_the_original_overrides_repeated(
     assert last_epoch(copy) == 3  # a finished run is not trained again
 
 
+@pytest.mark.first_case_by_default
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -182,8 +186,16 @@ def test_a_run_with_a_step_schedule_trains_longer_when_resumed(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     assert last_epoch(run_dir) == 4
     assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 5
+    # Resumed again without a length, the run keeps the one it was extended to (it used to go
+    # back to its original 3 epochs and crash in Lightning with a traceback).
+    again = run_cli([f"ckpt_path={run_dir}"], None)
+    assert again.returncode == 0, again.stderr
+    assert "epoch " not in again.stdout  # nothing left to train
+    assert "Checkpoint directory" not in again.stderr
+    assert last_epoch(run_dir) == 4
 
 
+@pytest.mark.first_case_by_default
 @pytest.mark.parametrize("target", ["missing/run", "typo.ckpt"])
 def test_resuming_something_that_is_not_a_run_creates_nothing(tmp_path: Path, target: str) -> None:
     before = sorted(os.listdir(ROOT))
@@ -194,6 +206,7 @@ def test_resuming_something_that_is_not_a_run_creates_nothing(tmp_path: Path, ta
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_second_resume_of_a_run_in_training_is_refused(uninterrupted: Path) -> None:
     with (uninterrupted / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a resume in progress holds it
@@ -235,6 +248,7 @@ def test_the_malicious_checkpoint_really_runs_code_when_loaded_unsafely(
     assert marker.exists()
 
 
+@pytest.mark.first_case_by_default
 @pytest.mark.parametrize(
     ("script", "args"),
     [

@@ -206,3 +206,6 @@ def tidy_lightning_output() -> None:
         module=r"lightning\.pytorch\.utilities\._pytree",
     )
     warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller")
+    # A resume writes into its run's own checkpoint folder on purpose (a new run refuses a
+    # non-empty folder before Lightning would see it).
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")

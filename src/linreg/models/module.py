@@ -24,6 +24,8 @@ from linreg.models.schedules import build_scheduler, follows_steps
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
+# The run's length at the checkpoint (a resume may have extended it): a later resume keeps it.
+MAX_EPOCHS_KEY = "linreg_max_epochs"
 # Training-curve points per epoch at most, whatever `trainer.log_every_n_steps` says.
 MAX_LOGS_PER_EPOCH = 32
 
@@ -80,6 +82,7 @@ class RegressionModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.execution.save(self, checkpoint)
+        checkpoint[MAX_EPOCHS_KEY] = self.trainer.max_epochs
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.execution.load(checkpoint)

@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from linreg.errors import ConfigError, RunFolderError
+from linreg.models.module import MAX_EPOCHS_KEY
 from linreg.models.schedules import follows_steps
 from linreg.runs import (
     find_checkpoint,
@@ -52,6 +53,8 @@ def resumed_config(
     if any(o.split("=")[0] == "trainer.max_epochs" for o in overrides):
         _check_longer(saved, cfg.trainer.max_epochs, checkpoint["epoch"] + 1)
         saved.trainer.max_epochs = cfg.trainer.max_epochs
+    else:  # the length it was last trained to, which a resume may have extended
+        saved.trainer.max_epochs = checkpoint.get(MAX_EPOCHS_KEY, saved.trainer.max_epochs)
     saved.ckpt_path = str(checkpoint_path)
     return saved
 
