@@ -5,7 +5,9 @@ objective by the varied settings (a grid over one or two settings) or by trial a
 value (an Optuna search); the validation loss by epoch of the best jobs. One colour per value of
 the first varied choice (the optimizer, say) in every panel, or per job when all varied settings
 are numbers. Axes spanning ten-fold or more are logarithmic, so a job that trained badly cannot
-flatten the others; tick labels are plain numbers.
+flatten the others (the first panel then shows the values; over a narrower range, how far each job
+is behind the best, in %), the curves' axis ends at 4x their lowest value, and tick labels are
+plain numbers.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from linreg.config.job_names import settings_label, short_keys, split_override
 
 MAX_BARS = 20
 MAX_CURVES = 4
+# The curves' axis ends at this multiple of the lowest value shown.
+CURVE_CLIP = 4.0
 MAX_VALUE_PANELS = 2
 LINE_STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D")
@@ -108,17 +112,22 @@ def _ranking(axes: Axes, jobs: Sequence[Job], objective: str) -> None:
     shown = [job for job in jobs if job.objective is not None][:MAX_BARS]
     failed = [job for job in jobs if job.objective is None][: max(0, MAX_BARS - len(shown))]
     values = [job.objective for job in shown]
+    xlabel = f"{objective} (lower is better)"
     if values:
-        _scale(axes, "x", values)
-        left = min(values) / 2 if axes.get_xscale() == "log" else 0
-        axes.barh(range(len(shown)), [v - left for v in values], left=left,
-                  color=[job.colour for job in shown])  # fmt: skip
         best = values[0]
-        for row, value in enumerate(values):
+        if max(values) >= 10 * best > 0:  # a wide range: the values, on a log axis
+            _scale(axes, "x", values)
+            lengths, left = [value - best / 2 for value in values], best / 2
+            axes.set_xlim(right=max(values) * 3)
+        else:  # a narrow one: how far behind the best, which bars from 0 would hide
+            lengths, left = [100 * (value / best - 1) for value in values], 0.0
+            xlabel = f"% above the best {objective} ({best:.5g})"
+            axes.set_xlim(right=max(max(lengths) * 1.3, 1e-3))
+        axes.barh(range(len(shown)), lengths, left=left, color=[job.colour for job in shown])
+        for row, (value, length) in enumerate(zip(values, lengths, strict=True)):
             note = "best" if row == 0 else _above_best(value, best)
-            axes.annotate(note, (value, row), xytext=(3, 0), textcoords="offset points",
+            axes.annotate(note, (left + length, row), xytext=(3, 0), textcoords="offset points",
                           va="center", fontsize="small")  # fmt: skip
-        axes.set_xlim(right=max(values) * (3 if axes.get_xscale() == "log" else 1.25))
     for row, job in enumerate(failed, start=len(shown)):
         axes.annotate(job.status, (0, row), xycoords=("axes fraction", "data"), xytext=(3, 0),
                       textcoords="offset points", va="center", color=FAILED_COLOUR)  # fmt: skip
@@ -129,7 +138,7 @@ def _ranking(axes: Axes, jobs: Sequence[Job], objective: str) -> None:
     axes.set_ylim(len(every) - 0.5, -0.5)  # the best at the top
     hidden = len(jobs) - len(every)
     title = "jobs, best first" + (f" (best {len(every)} of {len(jobs)})" if hidden else "")
-    axes.set(xlabel=f"{objective} (lower is better)", title=title)
+    axes.set(xlabel=xlabel, title=title)
 
 
 def _by_setting(axes: Axes, jobs: Sequence[Job], varied: Sequence[str], objective: str) -> None:
@@ -152,6 +161,9 @@ def _by_setting(axes: Axes, jobs: Sequence[Job], varied: Sequence[str], objectiv
     for index, (value, members) in enumerate(lines.items()):
         members.sort(key=x_of)
         xs, ys = [x_of(job) for job in members], [job.objective for job in members]
+        if not numeric and not line_key:  # categories have no order to draw a line along
+            axes.scatter(xs, ys, color=[job.colour for job in members], zorder=3)
+            continue
         axes.plot(xs, ys, color=members[0].colour if line_key else "0.5",
                   linestyle=LINE_STYLES[index % len(LINE_STYLES)],
                   label=f"{short[line_key]}={value}" if line_key else None)  # fmt: skip
@@ -199,9 +211,16 @@ def _curves(axes: Axes, jobs: Sequence[Job]) -> None:
                   marker=MARKERS[index % len(MARKERS)], markevery=max(1, len(epochs) // 10),
                   label=job.label[:60])  # fmt: skip
         values += losses
-    _scale(axes, "y", values)
+    title = f"how the best {len(jobs)} got there"
+    if max(values) > CURVE_CLIP * min(values) > 0:  # the first epochs would flatten the end
+        top = CURVE_CLIP * min(values)
+        _scale(axes, "y", [min(values), top])
+        axes.set_ylim(min(values) * 0.98, top)
+        title += f" (cut at {CURVE_CLIP:g}x the lowest)"
+    else:
+        _scale(axes, "y", values)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set(xlabel="epoch", ylabel="val/loss", title=f"how the best {len(jobs)} got there")
+    axes.set(xlabel="epoch", ylabel="val/loss", title=title)
     axes.legend(fontsize="small")
 
 
