@@ -86,3 +86,18 @@ def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         return run_cli([*FAST, *args], tmp_path / "run")
 
     return run
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`first_case_by_default`: every case of such a test starts the real CLI (seconds each), and
+    one of them shows the path works; the others (each a different value or file) run with the
+    slow tests, which CI runs too. Before `-m` deselects, so `-m slow` picks them up."""
+    seen: set[tuple[object, str]] = set()
+    for item in items:
+        if item.get_closest_marker("first_case_by_default") is None:
+            continue
+        key = (item.path, getattr(item, "originalname", item.name))
+        if key in seen:
+            item.add_marker(pytest.mark.slow)
+        seen.add(key)

@@ -34,6 +34,7 @@ def test_cli_run_fills_the_run_folder_and_prints_where(cli: Cli, tmp_path: Path)
     assert f"tensorboard --logdir {run_dir}" in result.stdout
 
 
+@pytest.mark.first_case_by_default
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -52,6 +53,7 @@ def test_invalid_value_gives_one_line_naming_key_and_exit_1_and_leaves_no_folder
     assert not (tmp_path / "run").exists()  # caught before Hydra's folder, or removed after
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 def test_gpu_accelerator_without_cuda_says_so_and_how_to_run_on_cpu(cli: Cli) -> None:
     assert_one_line_error(cli("trainer.accelerator=gpu"), "no CUDA GPU was found")

@@ -212,6 +212,7 @@ def test_streamed_ddp_shards_are_disjoint_and_equal_in_length() -> None:
     assert not firsts[0] & firsts[1]
 
 
+@pytest.mark.slow
 def test_shuffles_and_streamed_batches_are_the_same_in_another_process() -> None:
     import subprocess
     import sys

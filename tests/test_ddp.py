@@ -24,6 +24,7 @@ def single_process(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_match_one_process_at_the_same_global_batch(
     single_process: dict, tmp_path: Path
 ) -> None:
@@ -60,6 +61,7 @@ def test_trainer_ddp_config_composes_to_two_processes() -> None:
     assert (trainer.strategy, trainer.devices, trainer.num_nodes) == ("ddp", 2, 1)
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher_runs_a_small_sweep(tmp_path: Path) -> None:
     args = ["-m", "hydra/launcher=submitit_local", "seed=1,2", *SAME_DATA, "logger=none",
             f"hydra.sweep.dir={tmp_path}"]  # fmt: skip

@@ -9,6 +9,7 @@ import pytest
 from conftest import run_cli
 
 
+@pytest.mark.first_case_by_default
 @pytest.mark.parametrize("target", ["run folder", "best checkpoint file"])
 def test_eval_reproduces_the_training_time_test_metrics(
     trained_run: Path, tmp_path: Path, target: str
@@ -28,12 +29,14 @@ def test_eval_reproduces_the_training_time_test_metrics(
     assert f"test/mse                 {test_metrics['test/mse']:.6g}" in result.stdout
 
 
+@pytest.mark.slow
 def test_eval_of_a_missing_path_is_one_line(tmp_path: Path) -> None:
     result = run_cli([f"ckpt_path={tmp_path / 'nope'}"], tmp_path / "eval", script="eval.py")
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: ckpt_path={tmp_path / 'nope'}: no such file or folder"
 
 
+@pytest.mark.slow
 def test_eval_without_ckpt_path_says_it_is_required(tmp_path: Path) -> None:
     result = run_cli([], tmp_path / "eval", script="eval.py")
     assert result.returncode == 1

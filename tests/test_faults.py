@@ -280,6 +280,7 @@ def test_numeric_rows_come_back_row_for_row(rows: list[list[float]]) -> None:
 # -------------------------------------------------------------------------------- train.py input
 
 
+@pytest.mark.first_case_by_default
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -329,6 +330,7 @@ def limit_file_size(limit: int) -> Callable[[], None]:
     return apply
 
 
+@pytest.mark.slow
 def test_a_full_disk_leaves_no_damaged_checkpoint_and_says_which_file(tmp_path: Path) -> None:
     # Checkpoints take about 7 KB, the config and log files under 5 KB.
     run_dir = tmp_path / "run"
@@ -390,6 +392,7 @@ def run_copy(trained_run: Path, tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.mark.first_case_by_default
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -430,6 +433,7 @@ def test_a_checkpoint_from_another_run_is_refused_by_eval_and_resume(
     assert tree_digest(run_copy) == before
 
 
+@pytest.mark.slow
 def test_eval_skips_a_damaged_newest_checkpoint_of_an_interrupted_run(
     run_copy: Path, tmp_path: Path
 ) -> None:
@@ -507,6 +511,7 @@ def test_the_slurm_launcher_without_slurm_is_one_line_and_writes_nothing(tmp_pat
     assert not sweep_dir.exists()
 
 
+@pytest.mark.first_case_by_default
 @pytest.mark.parametrize(
     ("extra", "blame"),
     [

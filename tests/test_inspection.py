@@ -50,6 +50,7 @@ def test_weight_histograms_are_written_every_epoch(trained_run: Path) -> None:
     assert [h.step for h in histograms] == sorted({h.step for h in histograms})
 
 
+@pytest.mark.slow
 def test_figures_every_n_epochs_adds_validation_figures(tmp_path: Path) -> None:
     result = run_cli([*FAST, "callbacks.tensorboard_insights.figures_every_n_epochs=2"], tmp_path)
     assert result.returncode == 0, result.stderr
@@ -148,6 +149,7 @@ def test_the_scalars_hold_a_within_epoch_training_curve_and_two_ranking_metrics(
     assert len(scalars.Scalars("train/lr")) == 6 * epochs
 
 
+@pytest.mark.slow
 def test_a_long_epoch_is_thinned_to_at_most_32_training_curve_points(tmp_path: Path) -> None:
     result = run_cli(
         [*QUIET, "data.n_samples=40000", "data.batch_size=16", "model.steps_per_execution=1",
@@ -215,6 +217,7 @@ def test_the_console_shows_the_run_not_the_config_and_many_epochs_in_about_20_li
     assert "GPU available" in (tmp_path / "train.log").read_text()  # kept in the log file
 
 
+@pytest.mark.slow
 def test_an_epoch_shorter_than_the_logging_interval_still_logs_its_own_training_loss(
     tmp_path: Path,
 ) -> None:
@@ -231,6 +234,7 @@ def test_an_epoch_shorter_than_the_logging_interval_still_logs_its_own_training_
     assert len(set(epoch)) == 5 and epoch[-1] < epoch[0]
 
 
+@pytest.mark.slow
 def test_debug_fast_dev_run_runs_one_batch_per_stage_and_saves_nothing(tmp_path: Path) -> None:
     result = run_cli(["debug=fast_dev_run"], tmp_path)
     assert result.returncode == 0, result.stderr
@@ -241,6 +245,7 @@ def test_debug_fast_dev_run_runs_one_batch_per_stage_and_saves_nothing(tmp_path:
     assert written == ["config_tree.txt", "train.log"]
 
 
+@pytest.mark.slow
 def test_debug_overfit_drives_the_training_loss_below_the_noise_floor(tmp_path: Path) -> None:
     result = run_cli(["debug=overfit", "trainer.enable_progress_bar=false"], tmp_path)
     assert result.returncode == 0, result.stderr
@@ -250,6 +255,7 @@ def test_debug_overfit_drives_the_training_loss_below_the_noise_floor(tmp_path: 
     assert losses[-1] < 0.025
 
 
+@pytest.mark.slow
 def test_debug_profiler_saves_its_report_in_the_run_folder(tmp_path: Path) -> None:
     result = run_cli([*FAST, "debug=profiler"], tmp_path)
     assert result.returncode == 0, result.stderr
@@ -259,6 +265,7 @@ def test_debug_profiler_saves_its_report_in_the_run_folder(tmp_path: Path) -> No
     assert (tmp_path / "test-profile.txt").is_file()
 
 
+@pytest.mark.slow
 def test_debug_limit_runs_a_fraction_of_the_batches(tmp_path: Path) -> None:
     # Without FAST's max_epochs: a value given on the command line wins over the debug mode's.
     result = run_cli(["data.n_samples=8000", "data.batch_size=64", "debug=limit"], tmp_path)
@@ -269,6 +276,7 @@ def test_debug_limit_runs_a_fraction_of_the_batches(tmp_path: Path) -> None:
     assert summary["global_step"] == summary["optimizer_steps"] == 3 * int(0.1 * batches_per_epoch)
 
 
+@pytest.mark.slow
 def test_the_tensorboard_hint_runs_as_printed_and_only_when_there_is_tensorboard(
     tmp_path: Path,
 ) -> None:

@@ -28,6 +28,7 @@ def mlp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
     return run_dir, json.loads((run_dir / "metrics.json").read_text()), result.stdout
 
 
+@pytest.mark.slow
 def test_the_mlp_trains_close_to_least_squares_and_records_why_params_are_absent(
     mlp_run: tuple[Path, dict, str],
 ) -> None:

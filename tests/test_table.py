@@ -228,6 +228,7 @@ def test_training_on_a_table_records_named_coefficients_next_to_least_squares(
     assert "coefficients of price" in (table_run / "stdout.txt").read_text()
 
 
+@pytest.mark.first_case_by_default
 @pytest.mark.parametrize(
     ("args", "message"),
     [
