@@ -71,7 +71,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
             if name in metrics
         ],
         ("epochs", summary["epochs"]),
-        ("time", f"{summary['wall_time_s']:.1f} s"),
+        ("time after start-up", f"{summary['wall_time_s']:.1f} s"),
     ]
     for name, value in rows:
         table.add_row(name, f"{value:.6g}" if isinstance(value, float) else str(value))
