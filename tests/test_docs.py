@@ -1,4 +1,4 @@
-"""The documentation runs as written: every `bash` and `python` block of README.md and docs/*.md,
+"""The documentation runs as written: every `bash` and `python` block of README.md and docs/,
 in order, in one scratch folder (as a reader who follows the README and then the pages would),
 with the environment activated. A block that cannot run here is marked on the line before it with
 `<!-- not run: <why> -->`; the README's quoted default-run output matches a fresh run."""
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 # What the commands use from the project, linked into the scratch folder.
-LINKED = ("train.py", "eval.py", "predict.py", "conf", "examples", "scripts", ".venv")
+LINKED = ("train.py", "eval.py", "predict.py", "conf", "examples", "scripts", "docs", ".venv")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.M | re.S)
 NOT_RUN = re.compile(r"<!-- not run: (.+?) -->\s*$")
 
