@@ -472,13 +472,13 @@ def test_a_sweep_survives_a_job_that_crashes_and_reports_it(tmp_path: Path) -> N
         )
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    failed = json.loads((tmp_path / "1" / "metrics.json").read_text())
+    failed = json.loads((tmp_path / "1-lr=0.1" / "metrics.json").read_text())
     assert failed == {
         "status": "failed",
         "reason": "ValueError: a bug in a callback",
         "objective": None,
     }
-    assert "Traceback" in (tmp_path / "1" / "train.log").read_text()
+    assert "Traceback" in (tmp_path / "1-lr=0.1" / "train.log").read_text()
     assert "Traceback" not in result.stderr
     rows = (tmp_path / "report.md").read_text().splitlines()[2:]
     assert [row.split("|")[3].strip() for row in rows] == ["completed", "failed"]
@@ -488,7 +488,7 @@ def test_a_sweep_survives_a_job_that_crashes_and_reports_it(tmp_path: Path) -> N
 def test_a_report_over_a_damaged_job_record_marks_it_unreadable(tmp_path: Path) -> None:
     result = decoded(run(["-m", *FAST, "logger=none", "seed=1,2", f"hydra.sweep.dir={tmp_path}"]))
     assert result.returncode == 0, result.stderr
-    (tmp_path / "1" / "metrics.json").write_text('{"status": "compl')
+    (tmp_path / "1-seed=2" / "metrics.json").write_text('{"status": "compl')
     (tmp_path / "report.md").write_text("stale")
     report = decoded(
         subprocess.run(

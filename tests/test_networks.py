@@ -99,7 +99,10 @@ def test_a_sweep_over_networks_runs_and_ranks_both(tmp_path: Path) -> None:
         None,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    summaries = [json.loads((tmp_path / job / "metrics.json").read_text()) for job in ("0", "1")]
+    summaries = [
+        json.loads((tmp_path / job / "metrics.json").read_text())
+        for job in ("0-model=linear", "1-model=mlp")
+    ]
     assert [s["network"] for s in summaries] == ["linear", "mlp"]
     assert all(s["status"] == "completed" for s in summaries)
     assert "params/weight_error" in summaries[0]["metrics"]
