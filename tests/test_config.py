@@ -166,3 +166,12 @@ def test_the_data_groups_batches_as_the_model_steps_through_the_config(
     # The data module learns the model's steps per execution from the config, never from the model.
     cfg = compose_config(overrides)
     assert cfg.model.steps_per_execution == cfg.data.steps_per_execution == steps
+
+
+def test_the_adaptive_optimizers_ask_for_enough_batches_and_the_command_line_wins() -> None:
+    for name in ("adam", "adamw", "rmsprop"):
+        assert compose_config([f"optimizer={name}"]).data.min_batches_per_epoch == 32
+    assert compose_config(["optimizer=sgd"]).data.min_batches_per_epoch is None
+    chosen = compose_config(["optimizer=adam", "data.min_batches_per_epoch=null"])
+    assert chosen.data.min_batches_per_epoch is None
+    assert compose_config(["optimizer=adam"]).optimizer.lr == 0.03  # the optimizer's keys stay

@@ -322,3 +322,15 @@ def test_leaving_early_stops_the_reader_and_closes_what_it_read() -> None:
     assert taken == [0, 1, 2]
     assert closed.wait(5)
     assert threading.active_count() == before
+
+
+def test_a_small_training_split_is_cut_into_at_least_min_batches_per_epoch() -> None:
+    # 700 training rows in batches of 64 are 11 batches; at least 32 asks for batches of 22.
+    assert datamodule().train_batch_size(700) == 64
+    cut = datamodule(min_batches_per_epoch=32)
+    assert cut.train_batch_size(700) == 22
+    assert len(list(cut.train_dataloader())) == 32
+    assert cut.train_batch_size(700, world_size=2) == 11  # each process's share of 32 batches
+    assert cut.train_batch_size(100_000) == 64  # never larger than batch_size
+    assert cut.train_batch_size(40) == 6  # never fewer rows than features + 1
+    assert len(list(cut.val_dataloader())) == 3  # validation batches keep batch_size (150 rows)

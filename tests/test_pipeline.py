@@ -70,6 +70,18 @@ def test_lbfgs_matches_least_squares_on_an_ill_conditioned_design(tmp_path: Path
     assert summary["optimizer_steps"] == summary["global_step"]  # one per Lightning step
 
 
+def test_adam_on_a_small_table_takes_enough_steps_to_reach_least_squares(tmp_path: Path) -> None:
+    # 500 rows: 350 training rows were 2 batches of 256 an epoch, 20 Adam steps of at most lr
+    # each, and the run ended at +45,979 %. Adam's YAML asks for at least 32 batches an epoch.
+    _, summary = run(
+        tmp_path, "optimizer=adam", "data.n_samples=500", "data.batch_size=256",
+        "trainer.max_epochs=10",
+    )  # fmt: skip
+    assert summary["optimizer_steps"] == 10 * 32  # batches of 11 rows: 32 an epoch
+    assert "trained in batches of 11 rows, not data.batch_size=256" in summary["notes"][0]
+    assert abs(summary["test_mse_gap_to_reference"]) < 0.01
+
+
 def test_fit_lands_within_2_percent_of_the_least_squares_reference(default_run) -> None:
     _, _, summary = default_run
     metrics = summary["metrics"]

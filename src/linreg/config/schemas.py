@@ -42,6 +42,7 @@ class DataConfig:
     streaming: bool = False
     seed: int = MISSING
     steps_per_execution: int = 1
+    min_batches_per_epoch: int | None = None
 
     @staticmethod
     def check(data: DictConfig) -> None:

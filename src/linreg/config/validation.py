@@ -61,6 +61,8 @@ def check_split_options(data: DictConfig, empty_eval_splits: bool = False) -> No
     """The keys every data source shares: batch size and split fractions. `empty_eval_splits`:
     the source can measure validation and test on the training rows when they get none."""
     require(data.batch_size >= 1, "data.batch_size", data.batch_size, "must be >= 1")
+    least = data.get("min_batches_per_epoch")
+    require(least is None or least >= 1, "data.min_batches_per_epoch", least, "must be >= 1")
     fractions = (data.train_fraction, data.val_fraction, data.test_fraction)
     for name, value in zip(("train", "val", "test"), fractions, strict=True):
         if empty_eval_splits and name == "train":

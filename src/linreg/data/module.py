@@ -27,10 +27,13 @@ class RegressionDataModule(pl.LightningDataModule):
         shuffle: bool = True,
         streaming: bool = False,
         steps_per_execution: int = 1,
+        min_batches_per_epoch: int | None = None,
     ) -> None:
         super().__init__()
         self.source = source
         self.batch_size = batch_size
+        self.min_batches_per_epoch = min_batches_per_epoch
+        self.train_batch = batch_size  # as served: see train_batch_size
         self.seed = seed
         self.shuffle = shuffle
         self.streaming = streaming
@@ -84,6 +87,16 @@ class RegressionDataModule(pl.LightningDataModule):
                 break
         return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
 
+    def train_batch_size(self, n_rows: int, world_size: int = 1) -> int:
+        """`batch_size`, made smaller where an epoch of `n_rows` would have fewer than
+        `min_batches_per_epoch` batches (never below features + 1 rows). Adaptive optimizers
+        move each weight by at most `lr` a step and need a few hundred steps to settle; 350
+        training rows in batches of 256 give them 2 an epoch."""
+        if not self.min_batches_per_epoch:
+            return self.batch_size
+        enough = -(-n_rows // (self.min_batches_per_epoch * world_size))
+        return max(1, min(self.batch_size, max(enough, self.n_features + 1)))
+
     def _loader(self, name: str, shuffle: bool) -> SplitLoader:
         # In memory, moved to the training device here, once per fit/test, never per batch;
         # streamed, each batch is read on the CPU and copied to the device.
@@ -96,7 +109,10 @@ class RegressionDataModule(pl.LightningDataModule):
             return self.streams[name].loader(seed, device, rank, world_size)
         features, targets = (t.to(device) for t in self.split(name))
         sampler = EpochShuffler(len(features), self.seed) if shuffle else None
-        return WholeBatchLoader(features, targets, self.batch_size, sampler, rank, world_size)
+        batch_size = self.batch_size
+        if name == "train":
+            batch_size = self.train_batch = self.train_batch_size(len(features), world_size)
+        return WholeBatchLoader(features, targets, batch_size, sampler, rank, world_size)
 
     def train_dataloader(self) -> SplitLoader | Executions:
         """Batches, or executions of `steps_per_execution` batches."""

@@ -159,6 +159,12 @@ def score(
         f"{stage}/* are measured on the training rows: the table gives the {stage} split no rows"
         for stage in datamodule.source.measured_on_training_rows
     ]
+    if datamodule.train_batch != datamodule.batch_size:
+        notes.append(
+            f"trained in batches of {datamodule.train_batch} rows, not data.batch_size="
+            f"{datamodule.batch_size}: data.min_batches_per_epoch="
+            f"{datamodule.min_batches_per_epoch} batches an epoch"
+        )
     if not fit.unique:
         notes.append(
             f"the least-squares reference is not unique ({fit.rows} training rows, rank "
