@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # Pick another build with e.g. `make setup TORCH_SPEC="torch==2.13.0 --index-url <your wheel index>"`.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: help setup train test test-all gpu-check lint format clean
+.PHONY: help setup setup-bench train test test-all gpu-check lint format clean
 .DEFAULT_GOAL := help
 
 help: ## list these targets (ARGS="..." passes arguments on, e.g. make train ARGS="optimizer=adam")
@@ -19,12 +19,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@echo "setup 2/3: installing PyTorch first, $(TORCH_SPEC) (the CPU build, about 750 MB installed; seconds to a minute)"
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	@echo "setup 3/3: installing linreg with Lightning, Hydra, TensorBoard, ONNX, onnxruntime, Optuna, scikit-learn and the test tools (1 to 3 minutes)"
-	$(PY) -m pip install --quiet -e '.[dev,sweep,cluster,bench]'
+	@echo "setup 3/3: installing linreg with Lightning, Hydra, TensorBoard, ONNX, onnxruntime, Optuna and the test tools (1 to 3 minutes)"
+	$(PY) -m pip install --quiet -e '.[dev,sweep,cluster]'
 	@touch $@
 	@echo "setup done: $(VENV) holds $$(du -sh $(VENV) | cut -f1); activate it with: source $(VENV)/bin/activate"
 
-setup: $(VENV)/.installed ## create .venv and install everything (once)
+setup: $(VENV)/.installed ## create .venv and install linreg with its tools (once)
+
+# Not in `setup`: scikit-learn brings scipy, and torchmetrics imports scipy.signal whenever scipy is
+# installed, which adds about 0.5 s to the start of every run.
+setup-bench: setup ## add scikit-learn, for the benchmark's comparison (python -m linreg.bench --convergence)
+	@echo "setup-bench: installing scikit-learn and scipy (seconds to a minute)"
+	$(PY) -m pip install --quiet -e '.[bench]'
 
 train: setup ## train with the defaults (python train.py $(ARGS))
 	$(PY) train.py $(ARGS)

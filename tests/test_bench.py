@@ -116,6 +116,7 @@ def test_convergence_cells_stay_within_the_bound_on_few_epochs_and_ill_condition
 
 @pytest.mark.slow
 def test_the_scikit_learn_comparison_scores_every_tool_on_the_same_rows() -> None:
+    pytest.importorskip("sklearn", reason="the bench extra: make setup-bench")
     from linreg.convergence import against_scikit_learn
 
     table = against_scikit_learn(20_000, 8, "cpu", ROOT)

@@ -115,3 +115,41 @@ def test_default_run_finishes_near_the_noise_floor(tmp_path: Path) -> None:
     assert summary["metrics"]["test/mse"] <= 1.01 * summary["metrics"]["reference/test_mse"]
     assert summary["metrics"]["test/mse"] == pytest.approx(0.25, rel=0.1)
     assert (ROOT / "conf" / "train.yaml").is_file()
+
+
+@pytest.mark.parametrize("ending", ["returns", "user error", "Ctrl-C"])
+def test_an_app_leaves_its_objects_out_of_the_last_collection_however_it_ends(
+    ending: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The interpreter's last collection at exit costs 0.7 s once Lightning is imported (measured
+    # in docs/performance.md); an app freezes its objects first, on every way out.
+    import gc
+
+    from linreg.cli import run_app
+    from linreg.errors import LinregError
+
+    def main() -> None:
+        if ending == "user error":
+            raise LinregError("data.n_samples=0 is invalid")
+        if ending == "Ctrl-C":
+            raise KeyboardInterrupt
+
+    gc.unfreeze()
+    try:
+        if ending == "returns":
+            run_app(main)
+        else:
+            with pytest.raises(SystemExit) as stop:
+                run_app(main)
+            assert stop.value.code == {"user error": 1, "Ctrl-C": 130}[ending]
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
+    assert (
+        capsys.readouterr().err
+        == {
+            "returns": "",
+            "user error": "error: data.n_samples=0 is invalid\n",
+            "Ctrl-C": "error: interrupted (Ctrl-C)\n",
+        }[ending]
+    )

@@ -13,7 +13,7 @@ from conftest import ROOT
 
 from linreg.errors import ExportError
 from linreg.models.linear import LinearRegressor
-from linreg.serve.export import export_onnx, verify_onnx
+from linreg.serve.export import export_onnx, traced_graph, verify_onnx
 
 
 @pytest.fixture
@@ -129,3 +129,50 @@ def test_a_wide_correlated_model_passes_the_default_check_and_a_wrong_one_still_
         regressor.linear.weight[0, 0] += 1e-2
     with pytest.raises(ExportError, match="disagrees with PyTorch"):
         verify_onnx(path, regressor, rows, export.atol, export.rtol)
+
+
+def test_the_linear_network_is_written_as_the_graph_the_exporter_traces(tmp_path: Path) -> None:
+    # The default network skips the exporter (about 1 s): its six nodes are written directly.
+    # They must stay what torch.export traces from LinearRegressor.forward, weights included.
+    generator = torch.Generator().manual_seed(1)
+    features = torch.randn(500, 5, generator=generator) @ torch.randn(5, 5, generator=generator)
+    regressor = LinearRegressor(5, 2)
+    regressor.fit_standardization(features * 40 + 900, torch.randn(500, 2, generator=generator))
+    with torch.no_grad():
+        regressor.linear.bias.copy_(torch.tensor([0.3, -2.0]))  # the exporter drops a zero bias
+    regressor.eval()
+    written = onnx.load(str(export_onnx(regressor, tmp_path / "model.onnx", opset=20)))
+    traced = traced_graph(regressor, opset=20)
+
+    def nodes(model: onnx.ModelProto) -> list[tuple[str, list[str]]]:
+        return [(node.op_type, list(node.input)[1:]) for node in model.graph.node]
+
+    def weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+        return {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+
+    assert nodes(written) == nodes(traced)
+    assert [node.op_type for node in written.graph.node] == [
+        "Sub", "Div", "MatMul", "Gemm", "Mul", "Add"]  # fmt: skip
+    assert weights(written).keys() == weights(traced).keys()
+    for name, value in weights(traced).items():
+        np.testing.assert_array_equal(weights(written)[name], value, err_msg=name)
+    assert written.opset_import[0].version == 20
+    rows = (features[:9] * 40 + 900).numpy()
+    outputs = [
+        onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"features": rows})[0]
+        for model in (written, traced)
+    ]
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_allclose(outputs[0], regressor(torch.from_numpy(rows)).detach(), rtol=1e-5)
+
+
+def test_a_network_that_is_not_linear_goes_through_the_exporter(tmp_path: Path) -> None:
+    from linreg.models.mlp import MLP
+
+    torch.manual_seed(0)
+    mlp = MLP(4, 1, hidden_sizes=[8]).eval()
+    model = onnx.load(str(export_onnx(mlp, tmp_path / "model.onnx", opset=20)))
+    assert model.producer_name == "pytorch"
+    assert "Relu" in {node.op_type for node in model.graph.node}
+    features = torch.randn(11, 4)
+    assert verify_onnx(tmp_path / "model.onnx", mlp, features, atol=1e-6, rtol=0) < 1e-6

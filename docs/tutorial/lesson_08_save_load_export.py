@@ -73,8 +73,10 @@ def run(workdir: Path) -> dict[str, Any]:
     print("\n== 3. Export to ONNX and serve with onnxruntime ==")
     onnx_path = workdir / "model.onnx"
     regressor = module.net.cpu().eval()
-    # What linreg.serve.export.export_onnx does: trace the model with torch.export, a batch axis
-    # of any size, and write one self-contained file.
+    # What linreg.serve.export.export_onnx does for any network: trace the model with
+    # torch.export, a batch axis of any size, and write one self-contained file. (For the linear
+    # network it writes the six nodes this call produces directly, which skips the exporter's
+    # start-up of about a second.)
     with quiet_exporter():  # mutes the exporter's progress notes
         torch.onnx.export(
             regressor,

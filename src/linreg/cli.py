@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import logging
 import math
@@ -70,7 +71,18 @@ def run_app(main: Callable[[], object]) -> None:
     """Runs a Hydra entry point so that a config Hydra cannot compose (an unknown option or key, a
     value of the wrong type) is one line too, instead of Hydra's own multi-line report."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra re-raises instead of printing
-    exit_on_user_error(main)
+    try:
+        exit_on_user_error(main)
+    finally:
+        skip_final_collection()
+
+
+def skip_final_collection() -> None:
+    """Once the work is done and its files closed: the interpreter's last garbage collection at
+    exit walks every object torch, Lightning and their imports created (0.7 s of a 4 s run), only
+    to free memory the process returns anyway. Frozen objects are left out of it; exit handlers
+    (log files, TensorBoard writers) still run."""
+    gc.freeze()
 
 
 def in_sweep() -> bool:

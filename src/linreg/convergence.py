@@ -106,7 +106,7 @@ def against_scikit_learn(rows: int, features: int, device: str, checkout: Path) 
     try:
         import sklearn  # noqa: F401
     except ImportError:
-        return "scikit-learn is not installed: pip install -e '.[bench]'\n"
+        return "scikit-learn is not installed: make setup-bench (or pip install -e '.[bench]')\n"
     data = (f"data.n_samples={rows}", f"data.n_features={features}")
     _, _, config, summary = train_run([*data, "logger=none"], device, checkout)
     (x_train, y_train), (x_test, y_test), reference = _same_rows(config)
