@@ -104,7 +104,7 @@ def test_tables_bench_reads_csv_and_parquet_in_memory_and_streamed(tmp_path: Pat
 def test_convergence_cells_stay_within_the_bound_on_few_epochs_and_ill_conditioned_data() -> None:
     from linreg.convergence import BOUND, cells
 
-    shapes = ["4,000 rows", "correlation 0.99", "target scale 1e4"]
+    shapes = ["4,000 rows", "1e6 rows", "correlation 0.99", "target scale 1e4"]
     found = list(cells(shapes, [5], ["sgd", "lbfgs"], "cpu", ROOT))
     assert [(c.shape, c.optimizer) for c in found] == [
         (shape, optimizer) for shape in shapes for optimizer in ("sgd", "lbfgs")

@@ -334,3 +334,70 @@ def test_a_small_training_split_is_cut_into_at_least_min_batches_per_epoch() -> 
     assert cut.train_batch_size(100_000) == 64  # never larger than batch_size
     assert cut.train_batch_size(40) == 6  # never fewer rows than features + 1
     assert len(list(cut.val_dataloader())) == 3  # validation batches keep batch_size (150 rows)
+
+
+def test_a_capped_epoch_is_a_fresh_random_draw_of_max_batches_batches() -> None:
+    # 100 rows in batches of 8 are 13 batches; a cap of 3 ends each epoch after 24 distinct rows,
+    # different rows each epoch, the same rows again for the same (seed, epoch): a resumed run
+    # replays its epochs.
+    features = torch.arange(100, dtype=torch.float32).unsqueeze(1)
+
+    def capped(seed: int = 0) -> WholeBatchLoader:
+        return WholeBatchLoader(features, features * 2, 8, EpochShuffler(100, seed), max_batches=3)
+
+    batches = capped()
+    assert len(batches) == 3
+    draws = [epoch_order(batches, epoch) for epoch in range(4)]
+    assert all(len(draw) == 24 == len(set(draw.tolist())) for draw in draws)
+    assert len({tuple(sorted(draw.tolist())) for draw in draws}) == 4
+    assert torch.equal(epoch_order(capped(), 2), draws[2])
+    whole = loader(n_rows=100, batch_size=8)
+    assert torch.equal(draws[1], epoch_order(whole, 1)[:24])  # the first batches of that shuffle
+    for batch_features, batch_targets in batches:
+        assert torch.equal(batch_targets, batch_features * 2)
+    assert len(WholeBatchLoader(features, features, 8, EpochShuffler(100, 0), max_batches=50)) == 13
+
+
+def test_a_capped_epoch_under_ddp_gives_each_process_max_batches_of_distinct_rows() -> None:
+    features = torch.arange(100, dtype=torch.float32).unsqueeze(1)
+    shards = [WholeBatchLoader(features, features, 8, EpochShuffler(100, 3), rank, 2, max_batches=2)
+              for rank in (0, 1)]  # fmt: skip
+    seen = [epoch_order(shard, 1) for shard in shards]
+    assert [len(shard) for shard in shards] == [2, 2]
+    assert len(seen[0]) == len(seen[1]) == 16
+    assert not set(seen[0].tolist()) & set(seen[1].tolist())
+
+
+def test_an_unshuffled_loader_refuses_a_cap_that_would_repeat_the_same_rows() -> None:
+    features = torch.zeros(100, 1)
+    with pytest.raises(ValueError, match="needs a sampler"):
+        WholeBatchLoader(features, features, 8, None, max_batches=3)
+
+
+def test_the_data_module_caps_shuffled_training_only_and_says_when() -> None:
+    # 700 training rows in batches of 64: 11 batches.
+    capped = datamodule(max_batches_per_epoch=4)
+    assert len(capped.train_dataloader()) == 4
+    assert sum(len(f) for f, _ in capped.train_dataloader()) == 256
+    assert capped.capped_epoch() == (4, 11)
+    assert len(capped.val_dataloader()) == 3  # evaluation is never capped (150 rows)
+    assert datamodule(max_batches_per_epoch=11).capped_epoch() is None
+    unshuffled = datamodule(max_batches_per_epoch=4, shuffle=False)
+    assert len(unshuffled.train_dataloader()) == 11 and unshuffled.capped_epoch() is None
+    assert datamodule(max_batches_per_epoch=4, streaming=True).capped_epoch() is None
+
+
+def test_evaluation_batches_are_eval_batch_size_rows_and_measure_the_same() -> None:
+    from linreg.models.metrics import regression_metrics
+
+    small, large = datamodule(eval_batch_size=7), datamodule(eval_batch_size=16384)
+    assert len(small.val_dataloader()) == 22 and len(large.test_dataloader()) == 1
+    assert len(small.train_dataloader()) == 11  # training keeps batch_size
+    weight = torch.randn(2, 5)
+    values = []
+    for module in (small, large):
+        metrics = regression_metrics("val/")
+        for features, targets in module.val_dataloader():
+            metrics.update(features @ weight.T, targets)
+        values.append({name: value.item() for name, value in metrics.compute().items()})
+    assert values[0] == pytest.approx(values[1], rel=1e-6)

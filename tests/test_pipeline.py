@@ -82,6 +82,26 @@ def test_adam_on_a_small_table_takes_enough_steps_to_reach_least_squares(tmp_pat
     assert abs(summary["test_mse_gap_to_reference"]) < 0.01
 
 
+def test_a_large_table_trains_on_max_batches_per_epoch_and_the_summary_says_so(
+    tmp_path: Path,
+) -> None:
+    # 60,000 rows: 42,000 training rows are 165 batches of 256 an epoch; the default cap of 100
+    # makes 3 epochs 300 optimizer steps, each epoch a fresh draw, and least squares is still met.
+    _, summary = run(
+        tmp_path, "data.n_samples=60000", "data.batch_size=256", "trainer.max_epochs=3"
+    )
+    assert summary["optimizer_steps"] == 3 * 100
+    assert (
+        "each epoch trained on 100 randomly drawn batches of the 165 the training split holds "
+        "(data.max_batches_per_epoch=100; null for whole passes)"
+    ) in summary["notes"]
+    assert abs(summary["test_mse_gap_to_reference"]) < 0.005
+    _, whole = run(tmp_path / "whole", "data.n_samples=60000", "data.batch_size=256",
+                   "trainer.max_epochs=1", "data.max_batches_per_epoch=null")  # fmt: skip
+    assert whole["optimizer_steps"] == 165
+    assert not [note for note in whole["notes"] if "randomly drawn" in note]
+
+
 def test_fit_lands_within_2_percent_of_the_least_squares_reference(default_run) -> None:
     _, _, summary = default_run
     metrics = summary["metrics"]

@@ -43,6 +43,8 @@ class DataConfig:
     seed: int = MISSING
     steps_per_execution: int = 1
     min_batches_per_epoch: int | None = None
+    max_batches_per_epoch: int | None = None
+    eval_batch_size: int | None = None
 
     @staticmethod
     def check(data: DictConfig) -> None:

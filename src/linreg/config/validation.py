@@ -63,6 +63,17 @@ def check_split_options(data: DictConfig, empty_eval_splits: bool = False) -> No
     require(data.batch_size >= 1, "data.batch_size", data.batch_size, "must be >= 1")
     least = data.get("min_batches_per_epoch")
     require(least is None or least >= 1, "data.min_batches_per_epoch", least, "must be >= 1")
+    most = data.get("max_batches_per_epoch")
+    require(most is None or most >= 1, "data.max_batches_per_epoch", most, "must be >= 1")
+    require(
+        least is None or most is None or least <= most,
+        "data.max_batches_per_epoch",
+        most,
+        f"must be >= data.min_batches_per_epoch={least}",
+    )
+    eval_batch = data.get("eval_batch_size")
+    require(eval_batch is None or eval_batch >= 1, "data.eval_batch_size", eval_batch,
+            "must be >= 1")  # fmt: skip
     fractions = (data.train_fraction, data.val_fraction, data.test_fraction)
     for name, value in zip(("train", "val", "test"), fractions, strict=True):
         if empty_eval_splits and name == "train":

@@ -101,6 +101,9 @@ class WholeBatchLoader:
     each global batch (`batch_size` rows per process), so every row is seen exactly once per epoch
     and all processes get the same number of batches, as DDP requires. `sampler` and
     `batch_sampler` are the attributes Lightning inspects on a DataLoader.
+
+    `max_batches` (shuffled only) ends an epoch after that many batches: each epoch is then a
+    fresh random draw of that many batches' rows, and only those rows are gathered.
     """
 
     batch_sampler = None
@@ -113,39 +116,48 @@ class WholeBatchLoader:
         sampler: EpochShuffler | None,
         rank: int = 0,
         world_size: int = 1,
+        max_batches: int | None = None,
     ) -> None:
+        if max_batches is not None and sampler is None:
+            raise ValueError(
+                "max_batches needs a sampler: unshuffled, every epoch would be the same"
+            )
         self.features = features
         self.targets = targets
         self.batch_size = batch_size
         self.sampler = sampler
         self.rank = rank
         self.world_size = world_size
+        self.max_batches = max_batches
         self._shuffled: tuple[Tensor, Tensor] | None = None
 
     def _bounds(self) -> list[int]:
         """Global batch boundaries; a last global batch too small to give every process a row is
-        merged into the one before."""
+        merged into the one before. At most `max_batches` batches."""
         n_rows = len(self.features)
         starts = list(range(0, n_rows, self.batch_size * self.world_size))
         if len(starts) > 1 and n_rows - starts[-1] < self.world_size:
             starts.pop()
-        return [*starts, n_rows]
+        bounds = [*starts, n_rows]
+        return bounds[: self.max_batches + 1] if self.max_batches else bounds
 
     def __len__(self) -> int:
         return len(self._bounds()) - 1
 
     def __iter__(self) -> Iterator[Batch]:
         features, targets = self.features, self.targets
+        bounds = self._bounds()
         if self.sampler is not None:
             # Gathered into buffers allocated once: a fresh 2x-split allocation every epoch costs
             # more in page faults than the gather itself. Batches of an epoch are views of them.
+            order = self.sampler.permutation(features.device)[: bounds[-1]]
             if self._shuffled is None:
-                self._shuffled = (torch.empty_like(features), torch.empty_like(targets))
-            order = self.sampler.permutation(features.device)
+                self._shuffled = (features.new_empty((len(order), *features.shape[1:])),
+                                  targets.new_empty((len(order), *targets.shape[1:])))  # fmt: skip
             features = torch.index_select(self.features, 0, order, out=self._shuffled[0])
             targets = torch.index_select(self.targets, 0, order, out=self._shuffled[1])
         step = self.world_size
-        for start, stop in itertools.pairwise(self._bounds()):
+        for start, stop in itertools.pairwise(bounds):
             yield (
                 features[start + self.rank : stop : step],
                 targets[start + self.rank : stop : step],

@@ -28,11 +28,15 @@ class RegressionDataModule(pl.LightningDataModule):
         streaming: bool = False,
         steps_per_execution: int = 1,
         min_batches_per_epoch: int | None = None,
+        max_batches_per_epoch: int | None = None,
+        eval_batch_size: int | None = None,
     ) -> None:
         super().__init__()
         self.source = source
         self.batch_size = batch_size
         self.min_batches_per_epoch = min_batches_per_epoch
+        self.max_batches_per_epoch = max_batches_per_epoch
+        self.eval_batch_size = eval_batch_size or batch_size
         self.train_batch = batch_size  # as served: see train_batch_size
         self.seed = seed
         self.shuffle = shuffle
@@ -109,10 +113,24 @@ class RegressionDataModule(pl.LightningDataModule):
             return self.streams[name].loader(seed, device, rank, world_size)
         features, targets = (t.to(device) for t in self.split(name))
         sampler = EpochShuffler(len(features), self.seed) if shuffle else None
-        batch_size = self.batch_size
-        if name == "train":
-            batch_size = self.train_batch = self.train_batch_size(len(features), world_size)
-        return WholeBatchLoader(features, targets, batch_size, sampler, rank, world_size)
+        if name != "train":  # no gradients: larger batches, fewer steps, the same sums
+            return WholeBatchLoader(features, targets, self.eval_batch_size, None, rank, world_size)
+        self.train_batch = self.train_batch_size(len(features), world_size)
+        cap = self.max_batches_per_epoch if shuffle else None
+        return WholeBatchLoader(
+            features, targets, self.train_batch, sampler, rank, world_size, max_batches=cap
+        )
+
+    def capped_epoch(self) -> tuple[int, int] | None:
+        """(batches an epoch trains on, batches the training split holds), per process, where
+        `max_batches_per_epoch` cuts the epoch short; None where it does not (or the data is
+        streamed or unshuffled, which it leaves alone)."""
+        if not self.max_batches_per_epoch or self.streaming or not self.shuffle:
+            return None
+        world_size = self.trainer.world_size if self.trainer else 1
+        rows = len(self.split("train")[0])
+        whole = -(-rows // (self.train_batch_size(rows, world_size) * world_size))
+        return (self.max_batches_per_epoch, whole) if whole > self.max_batches_per_epoch else None
 
     def train_dataloader(self) -> SplitLoader | Executions:
         """Batches, or executions of `steps_per_execution` batches."""

@@ -165,6 +165,11 @@ def score(
             f"{datamodule.batch_size}: data.min_batches_per_epoch="
             f"{datamodule.min_batches_per_epoch} batches an epoch"
         )
+    if capped := datamodule.capped_epoch():
+        notes.append(
+            f"each epoch trained on {capped[0]} randomly drawn batches of the {capped[1]:,} the "
+            f"training split holds (data.max_batches_per_epoch={capped[0]}; null for whole passes)"
+        )
     if not fit.unique:
         notes.append(
             f"the least-squares reference is not unique ({fit.rows} training rows, rank "
