@@ -170,8 +170,14 @@ def test_the_data_groups_batches_as_the_model_steps_through_the_config(
 
 def test_the_adaptive_optimizers_ask_for_enough_batches_and_the_command_line_wins() -> None:
     for name in ("adam", "adamw", "rmsprop"):
-        assert compose_config([f"optimizer={name}"]).data.min_batches_per_epoch == 32
+        cfg = compose_config([f"optimizer={name}"])
+        assert cfg.data.min_batches_per_epoch == 64
+    for name in ("sgd", "adam", "adamw", "rmsprop"):  # their lr is scaled down beyond 8 features
+        assert compose_config([f"optimizer={name}"]).model.lr_reference_features == 8
+    assert compose_config(["optimizer=lbfgs"]).model.lr_reference_features is None  # line search
     assert compose_config(["optimizer=sgd"]).data.min_batches_per_epoch is None
+    kept = compose_config(["optimizer=adam", "model.lr_reference_features=null"])
+    assert kept.model.lr_reference_features is None
     chosen = compose_config(["optimizer=adam", "data.min_batches_per_epoch=null"])
     assert chosen.data.min_batches_per_epoch is None
     assert compose_config(["optimizer=adam"]).optimizer.lr == 0.03  # the optimizer's keys stay

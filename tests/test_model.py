@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import lightning.pytorch as pl
 import pytest
@@ -173,6 +174,27 @@ def test_each_optimizer_and_scheduler_builds_and_steps(optimizer: str, scheduler
     assert opt.param_groups[0]["lr"] < cfg.optimizer.lr
 
 
+@pytest.mark.parametrize(
+    ("features", "reference", "scale"), [(8, 8, 1.0), (32, 8, 0.5), (2, 8, 1.0), (32, None, 1.0)]
+)
+def test_the_lr_is_scaled_to_the_number_of_features_before_the_schedule_reads_it(
+    features: int, reference: int | None, scale: float
+) -> None:
+    module = RegressionModule(
+        LinearRegressor(features, 1),
+        optimizer=partial(torch.optim.Adam, lr=0.03),
+        scheduler=partial(WarmupCosine, warmup_fraction=0.0, final_lr_fraction=0.0),
+        lr_reference_features=reference,
+    )
+    module.trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    module.execution.run_optimizer_steps = lambda trainer: 10  # the run's length, unfitted
+    assert module.lr_scale == scale
+    config = module.configure_optimizers()
+    optimizer, schedule = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.03 * scale)
+    assert schedule.base_lrs == [pytest.approx(0.03 * scale)]
+
+
 def test_warmup_cosine_rises_over_its_warmup_then_anneals_to_its_floor_at_the_last_step() -> None:
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
     schedule = WarmupCosine(optimizer, total_steps=100, warmup_fraction=0.05, final_lr_fraction=0.1)
@@ -215,7 +237,8 @@ def fit(
     steps_per_execution: int, scheduler: list[str]
 ) -> tuple[pl.Trainer, RegressionModule, list]:
     cfg = compose_config(
-        ["data.n_samples=3000", "data.batch_size=64", "optimizer=adam", *scheduler,
+        ["data.n_samples=3000", "data.batch_size=64", "optimizer=adam",
+         "data.min_batches_per_epoch=null", *scheduler,
          f"model.steps_per_execution={steps_per_execution}"]
     )  # fmt: skip
     torch.manual_seed(0)  # the same initial weights

@@ -72,14 +72,30 @@ def test_lbfgs_matches_least_squares_on_an_ill_conditioned_design(tmp_path: Path
 
 def test_adam_on_a_small_table_takes_enough_steps_to_reach_least_squares(tmp_path: Path) -> None:
     # 500 rows: 350 training rows were 2 batches of 256 an epoch, 20 Adam steps of at most lr
-    # each, and the run ended at +45,979 %. Adam's YAML asks for at least 32 batches an epoch.
+    # each, and the run ended at +45,979 %. Adam's YAML asks for at least 64 batches an epoch,
+    # never under features + 1 = 9 rows: 39 batches of 9 rows (the last of 8).
     _, summary = run(
         tmp_path, "optimizer=adam", "data.n_samples=500", "data.batch_size=256",
         "trainer.max_epochs=10",
     )  # fmt: skip
-    assert summary["optimizer_steps"] == 10 * 32  # batches of 11 rows: 32 an epoch
-    assert "trained in batches of 11 rows, not data.batch_size=256" in summary["notes"][0]
+    assert summary["optimizer_steps"] == 10 * 39
+    assert "trained in batches of 9 rows, not data.batch_size=256" in summary["notes"][0]
     assert abs(summary["test_mse_gap_to_reference"]) < 0.01
+
+
+def test_adam_on_many_features_steps_in_proportion_to_their_weights(tmp_path: Path) -> None:
+    # At 64 features the weights are a third of their size at 8: Adam's lr is scaled with them
+    # (0.03 x sqrt(8/64)), and the run says so. At 256 features, 0.03 as is ended 1.5 % above
+    # least squares, scaled 0.24 %.
+    _, summary = run(tmp_path, "optimizer=adam", "data.n_features=64", "data.n_samples=20000",
+                     "data.batch_size=256", "trainer.max_epochs=5")  # fmt: skip
+    assert (
+        "optimizer.lr=0.03 was used as 0.0106 for 64 features (x sqrt(8/64): "
+        "model.lr_reference_features=8; null keeps the lr as is)"
+    ) in summary["notes"]
+    assert abs(summary["test_mse_gap_to_reference"]) < 0.01
+    lrs = [event.value for event in tensorboard_events(tmp_path).Scalars("train/lr")]
+    assert max(lrs) == pytest.approx(0.03 * (8 / 64) ** 0.5, rel=1e-3)  # the warm-up's peak
 
 
 def test_a_large_table_trains_on_max_batches_per_epoch_and_the_summary_says_so(

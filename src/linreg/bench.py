@@ -170,7 +170,7 @@ def project_config(
         f"data.n_samples={n_samples}", f"data.n_features={n_features}",
         f"data.batch_size={batch_size}", "data.train_fraction=0.98", "data.val_fraction=0.01",
         "data.test_fraction=0.01", "data.max_batches_per_epoch=null", "optimizer=sgd",
-        f"optimizer.lr={SGD_LR}",
+        f"optimizer.lr={SGD_LR}", "model.lr_reference_features=null",
         "optimizer.momentum=0", "scheduler=none", "trainer.max_epochs=1",
         "trainer.enable_model_summary=false",
         f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",

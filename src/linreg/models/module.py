@@ -46,6 +46,7 @@ class RegressionModule(pl.LightningModule):
         scheduler: SchedulerFactory | None = None,
         steps_per_execution: int = 1,
         monitor: str = "val/loss",
+        lr_reference_features: int | None = None,
     ) -> None:
         super().__init__()
         # `monitor` only steers training: a saved model is the same model whatever it was.
@@ -56,6 +57,7 @@ class RegressionModule(pl.LightningModule):
         )
         self.net = net
         self.monitor = monitor  # what ReduceLROnPlateau watches
+        self.lr_reference_features = lr_reference_features
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.execution = MultiStepExecution(steps_per_execution)
@@ -74,6 +76,20 @@ class RegressionModule(pl.LightningModule):
         return cls(
             network, steps_per_execution=checkpoint["hyper_parameters"]["steps_per_execution"]
         )
+
+    @property
+    def lr_scale(self) -> float:
+        """What the optimizer's lr is multiplied by: sqrt(lr_reference_features / n_features)
+        beyond that many features, else 1.
+
+        The weights of a standardised target spread over n decorrelated features are about
+        1/sqrt(n) each, while a step's noise grows with the number of weights it moves: an lr
+        tuned on 8 features leaves a noise floor that grows with n (at 256 features, 0.03 left
+        Adam 1.5 % above least squares and SGD's 0.4 1.1 % in 5 epochs; scaled, 0.24 % and 0.25 %).
+        Below the reference the lr is kept: SGD's largest stable step does not grow."""
+        if not self.lr_reference_features:
+            return 1.0
+        return math.sqrt(min(1.0, self.lr_reference_features / self.net.n_features))
 
     @property
     def optimizer_steps(self) -> int:
@@ -188,6 +204,8 @@ class RegressionModule(pl.LightningModule):
         if self.optimizer_factory is None:
             raise RuntimeError("RegressionModule needs an optimizer factory to train")
         optimizer = self.optimizer_factory(self.parameters())
+        for group in optimizer.param_groups:  # before a scheduler reads them as its base
+            group["lr"] *= self.lr_scale
         if self.scheduler_factory is None:
             return optimizer
         run_steps = functools.partial(self.execution.run_optimizer_steps, self.trainer)

@@ -28,6 +28,7 @@ from linreg.diagnostics.reference import least_squares, mse_of
 from linreg.errors import RunInterruptedError
 from linreg.files import atomic_path, write_json_atomic
 from linreg.models.metrics import evaluate
+from linreg.models.module import RegressionModule
 from linreg.models.network import Network, network_from_checkpoint
 from linreg.run.build import Built, build, require_accelerator
 from linreg.run.record import StageClock, flatten_hparams
@@ -81,6 +82,7 @@ def train(
     # Reloading the file (not reusing the module) scores and exports exactly what it holds.
     network = network_from_checkpoint(load_checkpoint(tested.best_path), tested.best_path)
     scored = score(network, built.datamodule, tested.test_metrics)
+    scored.notes.extend(lr_note(built.module, cfg.optimizer.lr))
     clock.lap("evaluate")
     onnx_path = None
     if cfg.export.enabled:
@@ -184,6 +186,18 @@ def score(
     else:
         metrics.update(parameter_error(network, datamodule.ground_truth))
     return Scored(metrics, coefficients, notes)
+
+
+def lr_note(module: RegressionModule, lr: float) -> list[str]:
+    """Where the optimizer's lr was scaled to the number of features, by how much."""
+    if module.lr_scale == 1.0:
+        return []
+    reference, features = module.lr_reference_features, module.net.n_features
+    return [
+        f"optimizer.lr={lr:g} was used as {lr * module.lr_scale:.3g} for {features} features "
+        f"(x sqrt({reference}/{features}): model.lr_reference_features={reference}; null keeps "
+        "the lr as is)"
+    ]
 
 
 def export_and_verify(
