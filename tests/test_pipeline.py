@@ -80,7 +80,9 @@ def test_adam_on_a_small_table_takes_enough_steps_to_reach_least_squares(tmp_pat
     )  # fmt: skip
     assert summary["optimizer_steps"] == 10 * 39
     assert "trained in batches of 9 rows, not data.batch_size=256" in summary["notes"][0]
-    assert abs(summary["test_mse_gap_to_reference"]) < 0.01
+    # On 350 training rows Adam's last epochs move about 1 % around least squares from seed to
+    # seed (+1.9 %, +0.2 %, -0.8 % for seeds 1 to 3; docs/performance.md).
+    assert abs(summary["test_mse_gap_to_reference"]) < 0.02
 
 
 def test_adam_on_many_features_steps_in_proportion_to_their_weights(tmp_path: Path) -> None:
@@ -116,6 +118,27 @@ def test_a_large_table_trains_on_max_batches_per_epoch_and_the_summary_says_so(
                    "trainer.max_epochs=1", "data.max_batches_per_epoch=null")  # fmt: skip
     assert whole["optimizer_steps"] == 165
     assert not [note for note in whole["notes"] if "randomly drawn" in note]
+
+
+def test_the_best_epoch_is_the_latest_the_validation_rows_cannot_tell_from_the_lowest(
+    tmp_path: Path,
+) -> None:
+    # 500 rows: 75 validation rows resolve a mean squared error to sqrt(2/75) = 16 %. SGD's
+    # val/loss is lowest in epoch 3 of 10 by chance; epoch 10 is 8 % above it, within the rows'
+    # standard error, and trained to the end of the schedule: it is the one tested.
+    args = ("data.n_samples=500", "data.batch_size=256", "trainer.max_epochs=10")
+    _, within = run(tmp_path / "within", *args)
+    _, lowest = run(tmp_path / "lowest", *args,
+                    "callbacks.model_checkpoint.within_standard_error=false")  # fmt: skip
+    assert within["paths"]["best_checkpoint"] == "checkpoints/epoch009.ckpt"
+    assert lowest["paths"]["best_checkpoint"] == "checkpoints/epoch002.ckpt"
+    best, chosen = lowest["metrics"]["val/loss"], within["metrics"]["val/loss"]
+    assert 1.05 * best < chosen < (1 + (2 / 75) ** 0.5) * best
+    assert abs(within["test_mse_gap_to_reference"]) < 0.01
+    assert lowest["test_mse_gap_to_reference"] > 0.04  # what plain "lowest" tested
+    last = torch.load(tmp_path / "within" / "checkpoints" / "last.ckpt", weights_only=True)
+    (watched,) = [s for name, s in last["callbacks"].items() if "RunCheckpoint" in name]
+    assert watched["lowest_score"] == pytest.approx(best, rel=1e-4)  # a resume keeps it
 
 
 def test_fit_lands_within_2_percent_of_the_least_squares_reference(default_run) -> None:

@@ -73,6 +73,11 @@ class RegressionDataModule(pl.LightningDataModule):
             raise RuntimeError("a streamed split is never held whole: use batches() or sample()")
         return self.splits[name]
 
+    def rows(self, name: str) -> int:
+        """How many rows a split measures on (in memory or streamed)."""
+        self.setup()
+        return self.streams[name].n_rows if self.streaming else len(self.splits[name][0])
+
     def batches(self, name: str) -> Iterator[Batch]:
         """The whole split, on the CPU, in pieces that fit in memory (one piece when in memory)."""
         self.setup()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,50 @@ MOVABLE_PATHS = ("best_model_path", "kth_best_model_path", "last_model_path")
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that follows its run folder when it is copied or moved.
+    """The best epoch's checkpoint (save_top_k=1, lower is better), where "best" knows how finely
+    the validation rows can tell two epochs apart, and that follows its run folder when it moves.
+
+    `within_standard_error`: a later epoch takes the place of the best when its score is within
+    one standard error of the lowest score seen, sqrt(2 / validation rows) of it (the relative
+    standard error of a mean squared error): a smaller difference is the validation rows' noise,
+    and the later epoch is further along the schedule. On 75 validation rows (16 %) plain "lowest"
+    picked SGD's third epoch of ten, 5 % above least squares on the test rows, where the tenth was
+    0.45 %; on 150,000 rows (0.4 %) it rarely matters.
 
     Lightning drops the saved best score and paths when the folder changed (and then writes
     `last-v1.ckpt` beside the old `last.ckpt`); here they are rebased onto the new folder instead,
     so a moved run resumes exactly as it would have in place.
     """
 
+    def __init__(self, *args: Any, within_standard_error: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.within_standard_error = within_standard_error
+        self.lowest_score: float | None = None
+        self.tolerance = 0.0
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        rows = getattr(trainer.datamodule, "rows", None)
+        if self.within_standard_error and rows is not None:
+            self.tolerance = math.sqrt(2 / max(1, rows("val")))
+
+    def check_monitor_top_k(self, trainer: pl.Trainer, current: torch.Tensor | None = None) -> bool:
+        if current is None or not self.tolerance or self.save_top_k != 1 or self.mode != "min":
+            return super().check_monitor_top_k(trainer, current)
+        score = float(current)
+        if self.lowest_score is None or score < self.lowest_score:
+            self.lowest_score = score
+        within = score <= self.lowest_score * (1 + self.tolerance)
+        # Every process must decide alike (DDP); a non-finite score is never within.
+        return trainer.strategy.reduce_boolean_decision(not self.best_k_models or within)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "lowest_score": self.lowest_score}
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         saved = state_dict.get("dirpath")
         if saved and self.dirpath and saved != self.dirpath:
             state_dict = _rebased(state_dict, saved, self.dirpath)
+        self.lowest_score = state_dict.get("lowest_score")
         super().load_state_dict(state_dict)
 
 
