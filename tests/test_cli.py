@@ -44,9 +44,14 @@ def test_cli_run_fills_the_run_folder_and_prints_where(cli: Cli, tmp_path: Path)
         (["data.max_batches_per_epoch=0"], "data.max_batches_per_epoch=0 is invalid: must be >= 1"),
         (
             ["optimizer=adam", "data.max_batches_per_epoch=10"],
-            "data.max_batches_per_epoch=10 is invalid: must be >= data.min_batches_per_epoch=32",
+            "data.max_batches_per_epoch=10 is invalid: must be >= data.min_batches_per_epoch=64",
         ),
         (["data.eval_batch_size=0"], "data.eval_batch_size=0 is invalid: must be >= 1"),
+        (
+            ["trainer.limit_val_batches=0.2"],
+            "trainer.limit_val_batches: You requested to check 0.2 of the `val_dataloader` but "
+            "0.2 * 1 < 1.",
+        ),
         (["optimizer.lr=-1"], "optimizer.lr=-1.0 is invalid: must be > 0"),
         (["data.train_fraction=0.5"], "must add up to 1, got 0.5 + 0.15 + 0.15 = 0.8"),
         (["data.n_features=6000"], "data.n_features=6000 is invalid: needs fewer features"),

@@ -156,7 +156,8 @@ def test_the_scalars_hold_a_within_epoch_training_curve_and_two_ranking_metrics(
 def test_a_long_epoch_is_thinned_to_at_most_32_training_curve_points(tmp_path: Path) -> None:
     result = run_cli(
         [*QUIET, "data.n_samples=40000", "data.batch_size=16", "model.steps_per_execution=1",
-         "trainer.max_epochs=1", "export.enabled=false"], tmp_path,
+         "trainer.max_epochs=1", "export.enabled=false", "data.max_batches_per_epoch=null"],
+        tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     # 28,000 rows in 1,750 batches: every 55th is written.

@@ -25,6 +25,7 @@ RESUMABLE = (
     "data.batch_size=64",
     "trainer.max_epochs=4",
     "trainer.deterministic=true",
+    "data.max_batches_per_epoch=null",  # whole passes of 2,188 batches
     *QUIET,
 )
 

@@ -8,7 +8,9 @@ verify the file with onnxruntime -> record (metrics.json, hparams, summary) -> t
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from omegaconf import DictConfig
 
 from linreg.config import validate
@@ -25,7 +27,7 @@ from linreg.data.module import RegressionDataModule
 from linreg.diagnostics.coefficients import coefficient_table
 from linreg.diagnostics.ground_truth import parameter_error, unavailable_reason
 from linreg.diagnostics.reference import least_squares, mse_of
-from linreg.errors import RunInterruptedError
+from linreg.errors import ConfigError, RunInterruptedError, first_line
 from linreg.files import atomic_path, write_json_atomic
 from linreg.models.metrics import evaluate
 from linreg.models.module import RegressionModule
@@ -110,14 +112,33 @@ def fit(built: Built, ckpt_path: str | None, output_dir: Path) -> None:
     trainer = built.trainer
     # Every checkpoint load refuses pickled code: checkpoints hold plain values only.
     try:
-        trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=ckpt_path,
-                    weights_only=True)  # fmt: skip
+        with limits_explained(built.datamodule):
+            trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=ckpt_path,
+                        weights_only=True)  # fmt: skip
     except SIGTERMException as stop:
         raise interrupted(trainer, output_dir, "SIGTERM", 128 + 15) from stop
     except SystemExit as stop:  # Lightning's answer to Ctrl-C: it stops the fit, then exits
         if not trainer.interrupted:
             raise
         raise interrupted(trainer, output_dir, "Ctrl-C", 128 + 2) from stop
+
+
+@contextmanager
+def limits_explained(datamodule: RegressionDataModule) -> Iterator[None]:
+    """Lightning refuses a fraction of a stage's batches that keeps none of them; validation and
+    test batches are large (data.eval_batch_size rows), so on a small split the fraction of its
+    single batch is nothing: one line naming the key and the way out."""
+    try:
+        yield
+    except MisconfigurationException as err:
+        stage = re.search(r"`limit_(\w+)_batches`", str(err))
+        if stage is None:
+            raise
+        raise ConfigError(
+            f"trainer.limit_{stage.group(1)}_batches: {first_line(err)} (validation and test "
+            f"batches hold data.eval_batch_size={datamodule.eval_batch_size} rows: a smaller "
+            "one, or a whole number of batches, leaves batches to choose from)"
+        ) from err
 
 
 def smoke_test(built: Built, objective: str) -> float:
@@ -141,10 +162,11 @@ def test_best(built: Built) -> Tested:
     best_path = Path(checkpointing.best_model_path)
     best_score = float(checkpointing.best_model_score)
     optimizer_steps = built.module.optimizer_steps
-    (test_metrics,) = trainer.test(
-        built.module, datamodule=built.datamodule, ckpt_path=best_path, verbose=False,
-        weights_only=True,
-    )  # fmt: skip
+    with limits_explained(built.datamodule):
+        (test_metrics,) = trainer.test(
+            built.module, datamodule=built.datamodule, ckpt_path=best_path, verbose=False,
+            weights_only=True,
+        )  # fmt: skip
     return Tested(best_path, best_score, optimizer_steps, test_metrics)
 
 
