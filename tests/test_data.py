@@ -393,11 +393,11 @@ def test_evaluation_batches_are_eval_batch_size_rows_and_measure_the_same() -> N
     small, large = datamodule(eval_batch_size=7), datamodule(eval_batch_size=16384)
     assert len(small.val_dataloader()) == 22 and len(large.test_dataloader()) == 1
     assert len(small.train_dataloader()) == 11  # training keeps batch_size
-    weight = torch.randn(2, 5)
+    weight = torch.randn(2, 5, generator=torch.Generator().manual_seed(0))
     values = []
     for module in (small, large):
         metrics = regression_metrics("val/")
         for features, targets in module.val_dataloader():
             metrics.update(features @ weight.T, targets)
         values.append({name: value.item() for name, value in metrics.compute().items()})
-    assert values[0] == pytest.approx(values[1], rel=1e-6)
+    assert values[0] == pytest.approx(values[1], rel=1e-5)  # float32 sums, grouped otherwise
