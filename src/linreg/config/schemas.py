@@ -136,7 +136,7 @@ class ModelConfig:
     net: Any = MISSING
     steps_per_execution: int = 16  # see conf/model/linear.yaml
     monitor: str = "${objective}"
-    lr_reference_features: int | None = None  # set by the adaptive optimizers' YAMLs
+    lr_reference_features: int | None = None  # set by the stochastic optimizers' YAMLs
 
 
 @dataclass
