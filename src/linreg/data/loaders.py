@@ -131,15 +131,24 @@ class WholeBatchLoader:
         self.max_batches = max_batches
         self._shuffled: tuple[Tensor, Tensor] | None = None
 
-    def _bounds(self) -> list[int]:
-        """Global batch boundaries; a last global batch too small to give every process a row is
-        merged into the one before. At most `max_batches` batches."""
+    def _pass_bounds(self) -> list[int]:
+        """Global batch boundaries of a whole pass; a last global batch too small to give every
+        process a row is merged into the one before."""
         n_rows = len(self.features)
         starts = list(range(0, n_rows, self.batch_size * self.world_size))
         if len(starts) > 1 and n_rows - starts[-1] < self.world_size:
             starts.pop()
-        bounds = [*starts, n_rows]
+        return [*starts, n_rows]
+
+    def _bounds(self) -> list[int]:
+        """An epoch's batch boundaries: at most `max_batches` batches of a pass."""
+        bounds = self._pass_bounds()
         return bounds[: self.max_batches + 1] if self.max_batches else bounds
+
+    @property
+    def pass_batches(self) -> int:
+        """The batches of a whole pass over the split, whatever `max_batches` keeps of it."""
+        return len(self._pass_bounds()) - 1
 
     def __len__(self) -> int:
         return len(self._bounds()) - 1

@@ -38,6 +38,7 @@ class RegressionDataModule(pl.LightningDataModule):
         self.max_batches_per_epoch = max_batches_per_epoch
         self.eval_batch_size = eval_batch_size or batch_size
         self.train_batch = batch_size  # as served: see train_batch_size
+        self.served_train: WholeBatchLoader | None = None  # the last in-memory training loader
         self.seed = seed
         self.shuffle = shuffle
         self.streaming = streaming
@@ -122,20 +123,19 @@ class RegressionDataModule(pl.LightningDataModule):
             return WholeBatchLoader(features, targets, self.eval_batch_size, None, rank, world_size)
         self.train_batch = self.train_batch_size(len(features), world_size)
         cap = self.max_batches_per_epoch if shuffle else None
-        return WholeBatchLoader(
+        self.served_train = WholeBatchLoader(
             features, targets, self.train_batch, sampler, rank, world_size, max_batches=cap
         )
+        return self.served_train
 
     def capped_epoch(self) -> tuple[int, int] | None:
         """(batches an epoch trains on, batches the training split holds), per process, where
-        `max_batches_per_epoch` cuts the epoch short; None where it does not (or the data is
-        streamed or unshuffled, which it leaves alone)."""
-        if not self.max_batches_per_epoch or self.streaming or not self.shuffle:
+        `max_batches_per_epoch` cut the served epochs short; None where it did not (streamed and
+        unshuffled data are never capped)."""
+        loader = self.served_train
+        if loader is None or len(loader) == loader.pass_batches:
             return None
-        world_size = self.trainer.world_size if self.trainer else 1
-        rows = len(self.split("train")[0])
-        whole = -(-rows // (self.train_batch_size(rows, world_size) * world_size))
-        return (self.max_batches_per_epoch, whole) if whole > self.max_batches_per_epoch else None
+        return len(loader), loader.pass_batches
 
     def train_dataloader(self) -> SplitLoader | Executions:
         """Batches, or executions of `steps_per_execution` batches."""
