@@ -126,6 +126,10 @@ def test_wrong_type_is_rejected_at_composition_naming_key(override: str, key: st
         ),
         (["data.feature_correlation=1"], "data.feature_correlation=1.0 is invalid: must be in"),
         (["data.target_scale=0"], "data.target_scale=0.0 is invalid: must be > 0"),
+        (
+            ["model.lr_reference_features=0"],
+            "model.lr_reference_features=0 is invalid: must be >= 1, or null",
+        ),
     ],
 )
 def test_invalid_values_raise_one_config_error_naming_key_and_value(
@@ -168,14 +172,15 @@ def test_the_data_groups_batches_as_the_model_steps_through_the_config(
     assert cfg.model.steps_per_execution == cfg.data.steps_per_execution == steps
 
 
-def test_the_adaptive_optimizers_ask_for_enough_batches_and_the_command_line_wins() -> None:
+def test_the_stochastic_optimizers_ask_for_enough_batches_and_the_command_line_wins() -> None:
     for name in ("adam", "adamw", "rmsprop"):
         cfg = compose_config([f"optimizer={name}"])
         assert cfg.data.min_batches_per_epoch == 64
     for name in ("sgd", "adam", "adamw", "rmsprop"):  # their lr is scaled down beyond 8 features
         assert compose_config([f"optimizer={name}"]).model.lr_reference_features == 8
     assert compose_config(["optimizer=lbfgs"]).model.lr_reference_features is None  # line search
-    assert compose_config(["optimizer=sgd"]).data.min_batches_per_epoch is None
+    assert compose_config(["optimizer=sgd"]).data.min_batches_per_epoch == 32
+    assert compose_config(["optimizer=lbfgs"]).data.min_batches_per_epoch is None  # whole splits
     kept = compose_config(["optimizer=adam", "model.lr_reference_features=null"])
     assert kept.model.lr_reference_features is None
     chosen = compose_config(["optimizer=adam", "data.min_batches_per_epoch=null"])

@@ -324,16 +324,62 @@ def test_leaving_early_stops_the_reader_and_closes_what_it_read() -> None:
     assert threading.active_count() == before
 
 
-def test_a_small_training_split_is_cut_into_at_least_min_batches_per_epoch() -> None:
-    # 700 training rows in batches of 64 are 11 batches; at least 32 asks for batches of 22.
-    assert datamodule().train_batch_size(700) == 64
-    cut = datamodule(min_batches_per_epoch=32)
-    assert cut.train_batch_size(700) == 22
-    assert len(list(cut.train_dataloader())) == 32
-    assert cut.train_batch_size(700, world_size=2) == 11  # each process's share of 32 batches
-    assert cut.train_batch_size(100_000) == 64  # never larger than batch_size
-    assert cut.train_batch_size(40) == 6  # never fewer rows than features + 1
-    assert len(list(cut.val_dataloader())) == 3  # validation batches keep batch_size (150 rows)
+def test_a_small_split_makes_min_batches_full_batches_an_epoch_from_several_fresh_passes() -> None:
+    # 100 rows in batches of 32 are 4 batches a pass; at least 10 batches an epoch are 320 rows,
+    # 3.2 passes, each pass a permutation of the rows, another draw each epoch, the same draw for
+    # the same (seed, epoch).
+    features = torch.arange(100, dtype=torch.float32).unsqueeze(1)
+
+    def small(seed: int = 0) -> WholeBatchLoader:
+        return WholeBatchLoader(
+            features, features * 2, 32, EpochShuffler(100, seed), min_batches=10
+        )
+
+    batches = small()
+    assert len(batches) == 10 and batches.pass_batches == 4 and batches.passes == 3.2
+    assert [len(f) for f, _ in batches] == [32] * 10
+    order = epoch_order(batches, 1)
+    for first in (0, 100, 200):  # whole passes, each every row once
+        assert sorted(order[first : first + 100].tolist()) == list(range(100))
+    assert len(set(order[300:].tolist())) == 20
+    assert not torch.equal(order[:100], order[100:200])
+    assert torch.equal(order[:100], epoch_order(loader(), 1))  # its first pass is the shuffle
+    assert not torch.equal(epoch_order(batches, 2), order)
+    assert torch.equal(epoch_order(small(), 1), order)
+    for batch_features, batch_targets in batches:
+        assert torch.equal(batch_targets, batch_features * 2)
+    # A split smaller than one batch: every batch is the whole split, shuffled.
+    whole = WholeBatchLoader(features, features, 256, EpochShuffler(100, 0), min_batches=5)
+    assert [sorted(f.squeeze(1).tolist()) for f, _ in whole] == [list(range(100))] * 5
+    # Unshuffled, the passes repeat the split in order.
+    in_order = WholeBatchLoader(features, features, 32, None, min_batches=5)
+    assert torch.cat([f for f, _ in in_order]).squeeze(1).tolist() == [*range(100), *range(60)]
+    # Enough batches already: one pass, as without the option.
+    assert len(WholeBatchLoader(features, features, 8, EpochShuffler(100, 0), min_batches=5)) == 13
+
+
+def test_min_batches_under_ddp_give_each_process_its_share_of_every_batch() -> None:
+    features = torch.arange(100, dtype=torch.float32).unsqueeze(1)
+    shards = [WholeBatchLoader(features, features, 32, EpochShuffler(100, 3), rank, 2,
+                               min_batches=6) for rank in (0, 1)]  # fmt: skip
+    assert [len(shard) for shard in shards] == [6, 6]  # global batches of 64 rows, 3.84 passes
+    rows = [[f.squeeze(1) for f, _ in shard] for shard in shards]
+    assert all(len(batch) == 32 for shard in rows for batch in shard)
+    together = torch.stack([torch.stack(rows[0]), torch.stack(rows[1])], dim=-1).flatten()
+    assert torch.equal(together, EpochShuffler(100, 3).permutation(torch.device("cpu"), 384))
+
+
+def test_the_data_module_draws_small_epochs_in_passes_and_keeps_evaluation_as_it_is() -> None:
+    # 700 training rows in batches of 64: 11 batches a pass; at least 32 are 2.93 passes.
+    assert datamodule().epoch_batches() is None
+    several = datamodule(min_batches_per_epoch=32)
+    assert len(several.train_dataloader()) == 32
+    assert several.epoch_batches() == (32, 11, 32 * 64 / 700)
+    assert len(several.val_dataloader()) == 3  # evaluation is one pass (150 rows)
+    assert datamodule(min_batches_per_epoch=11).epoch_batches() is None
+    assert len(datamodule(min_batches_per_epoch=32, shuffle=False).train_dataloader()) == 32
+    streamed = datamodule(min_batches_per_epoch=32, streaming=True)
+    assert len(streamed.train_dataloader()) == 11 and streamed.epoch_batches() is None
 
 
 def test_a_capped_epoch_is_a_fresh_random_draw_of_max_batches_batches() -> None:
@@ -379,12 +425,12 @@ def test_the_data_module_caps_shuffled_training_only_and_says_when() -> None:
     capped = datamodule(max_batches_per_epoch=4)
     assert len(capped.train_dataloader()) == 4
     assert sum(len(f) for f, _ in capped.train_dataloader()) == 256
-    assert capped.capped_epoch() == (4, 11)
+    assert capped.epoch_batches() == (4, 11, 256 / 700)
     assert len(capped.val_dataloader()) == 3  # evaluation is never capped (150 rows)
-    assert datamodule(max_batches_per_epoch=11).capped_epoch() is None
+    assert datamodule(max_batches_per_epoch=11).epoch_batches() is None
     unshuffled = datamodule(max_batches_per_epoch=4, shuffle=False)
-    assert len(unshuffled.train_dataloader()) == 11 and unshuffled.capped_epoch() is None
-    assert datamodule(max_batches_per_epoch=4, streaming=True).capped_epoch() is None
+    assert len(unshuffled.train_dataloader()) == 11 and unshuffled.epoch_batches() is None
+    assert datamodule(max_batches_per_epoch=4, streaming=True).epoch_batches() is None
 
 
 def test_evaluation_batches_are_eval_batch_size_rows_and_measure_the_same() -> None:

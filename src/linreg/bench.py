@@ -169,7 +169,8 @@ def project_config(
     overrides = [
         f"data.n_samples={n_samples}", f"data.n_features={n_features}",
         f"data.batch_size={batch_size}", "data.train_fraction=0.98", "data.val_fraction=0.01",
-        "data.test_fraction=0.01", "data.max_batches_per_epoch=null", "optimizer=sgd",
+        "data.test_fraction=0.01", "data.max_batches_per_epoch=null",
+        "data.min_batches_per_epoch=null", "optimizer=sgd",
         f"optimizer.lr={SGD_LR}", "model.lr_reference_features=null",
         "optimizer.momentum=0", "scheduler=none", "trainer.max_epochs=1",
         "trainer.enable_model_summary=false",
@@ -339,7 +340,8 @@ def tables(rows_list: list[int], device: str, checkout: Path) -> str:
         "| rows N | data | read | fit rows/s | wall time (s) | peak RSS (MB) |",
         "|---|---|---|---|---|---|",
     ]
-    common = ["data.batch_size=4096", "data.max_batches_per_epoch=null", "trainer.max_epochs=1",
+    common = ["data.batch_size=4096", "data.max_batches_per_epoch=null",
+              "data.min_batches_per_epoch=null", "trainer.max_epochs=1",
               "logger=none", "export.enabled=false"]  # fmt: skip
     for rows in rows_list:
         folder = Path(tempfile.mkdtemp(prefix="linreg-bench-tables-"))

@@ -36,6 +36,7 @@ def split_sizes(n_samples: int, fractions: tuple[float, float, float]) -> tuple[
 def check_run_options(cfg: DictConfig) -> None:
     """Everything but the data, which its source's schema checks."""
     _validate_optimizer(cfg.optimizer)
+    _validate_model(cfg.model)
     _validate_trainer(cfg.trainer)
     _validate_steps_per_execution(cfg.model.steps_per_execution, cfg.trainer, cfg.optimizer)
     require(
@@ -127,6 +128,12 @@ def _validate_optimizer(optimizer: DictConfig) -> None:
             betas,
             "must be two numbers in [0, 1)",
         )
+
+
+def _validate_model(model: DictConfig) -> None:
+    reference = model.lr_reference_features
+    key = "model.lr_reference_features"
+    require(reference is None or reference >= 1, key, reference, "must be >= 1, or null")
 
 
 def _validate_trainer(trainer: DictConfig) -> None:

@@ -88,10 +88,15 @@ class EpochShuffler:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def permutation(self, device: torch.device) -> Tensor:
-        """Drawn on the CPU, so the order is the same on every device."""
+    def permutation(self, device: torch.device, length: int | None = None) -> Tensor:
+        """The epoch's order of row indices: `length` of them (one pass by default), from as many
+        successive permutations of the rows as that takes. Drawn on the CPU, so the order is the
+        same on every device."""
         generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch))
-        return to_device(torch.randperm(self.n_rows, generator=generator), device)
+        length = length or self.n_rows
+        passes = [torch.randperm(self.n_rows, generator=generator)
+                  for _ in range(-(-length // self.n_rows))]  # fmt: skip
+        return to_device(torch.cat(passes)[:length], device)
 
 
 class WholeBatchLoader:
@@ -104,6 +109,10 @@ class WholeBatchLoader:
 
     `max_batches` (shuffled only) ends an epoch after that many batches: each epoch is then a
     fresh random draw of that many batches' rows, and only those rows are gathered.
+    `min_batches` makes an epoch of a smaller split that many batches, of `batch_size` rows (all
+    the split's rows at most), drawn from successive passes over the split (each a fresh shuffle,
+    or in order unshuffled): a few hundred rows then give an optimizer a few hundred steps of
+    nearly whole-split gradients in an epoch, not two.
     """
 
     batch_sampler = None
@@ -117,6 +126,7 @@ class WholeBatchLoader:
         rank: int = 0,
         world_size: int = 1,
         max_batches: int | None = None,
+        min_batches: int | None = None,
     ) -> None:
         if max_batches is not None and sampler is None:
             raise ValueError(
@@ -129,6 +139,7 @@ class WholeBatchLoader:
         self.rank = rank
         self.world_size = world_size
         self.max_batches = max_batches
+        self.min_batches = min_batches
         self._shuffled: tuple[Tensor, Tensor] | None = None
 
     def _pass_bounds(self) -> list[int]:
@@ -141,14 +152,26 @@ class WholeBatchLoader:
         return [*starts, n_rows]
 
     def _bounds(self) -> list[int]:
-        """An epoch's batch boundaries: at most `max_batches` batches of a pass."""
+        """An epoch's batch boundaries: at most `max_batches` batches of a pass, at least
+        `min_batches` batches of several passes."""
         bounds = self._pass_bounds()
-        return bounds[: self.max_batches + 1] if self.max_batches else bounds
+        if self.max_batches:
+            bounds = bounds[: self.max_batches + 1]
+        if self.min_batches and len(bounds) - 1 < self.min_batches:
+            n_rows = len(self.features)
+            size = min(self.batch_size * self.world_size, n_rows - n_rows % self.world_size)
+            bounds = list(range(0, size * self.min_batches + 1, size))
+        return bounds
 
     @property
     def pass_batches(self) -> int:
         """The batches of a whole pass over the split, whatever `max_batches` keeps of it."""
         return len(self._pass_bounds()) - 1
+
+    @property
+    def passes(self) -> float:
+        """The passes over the split an epoch makes (less than one where `max_batches` cut it)."""
+        return self._bounds()[-1] / len(self.features)
 
     def __len__(self) -> int:
         return len(self._bounds()) - 1
@@ -156,10 +179,10 @@ class WholeBatchLoader:
     def __iter__(self) -> Iterator[Batch]:
         features, targets = self.features, self.targets
         bounds = self._bounds()
-        if self.sampler is not None:
+        order = self._order(bounds[-1], features.device)
+        if order is not None:
             # Gathered into buffers allocated once: a fresh 2x-split allocation every epoch costs
             # more in page faults than the gather itself. Batches of an epoch are views of them.
-            order = self.sampler.permutation(features.device)[: bounds[-1]]
             if self._shuffled is None:
                 self._shuffled = (features.new_empty((len(order), *features.shape[1:])),
                                   targets.new_empty((len(order), *targets.shape[1:])))  # fmt: skip
@@ -171,6 +194,15 @@ class WholeBatchLoader:
                 features[start + self.rank : stop : step],
                 targets[start + self.rank : stop : step],
             )
+
+    def _order(self, length: int, device: torch.device) -> Tensor | None:
+        """The rows of an epoch of `length` rows, in order; None for the split as it lies."""
+        if self.sampler is not None:
+            return self.sampler.permutation(device, length)
+        n_rows = len(self.features)
+        if length <= n_rows:
+            return None
+        return torch.arange(n_rows, device=device).repeat(-(-length // n_rows))[:length]
 
 
 class StreamingLoader:

@@ -37,7 +37,6 @@ class RegressionDataModule(pl.LightningDataModule):
         self.min_batches_per_epoch = min_batches_per_epoch
         self.max_batches_per_epoch = max_batches_per_epoch
         self.eval_batch_size = eval_batch_size or batch_size
-        self.train_batch = batch_size  # as served: see train_batch_size
         self.served_train: WholeBatchLoader | None = None  # the last in-memory training loader
         self.seed = seed
         self.shuffle = shuffle
@@ -97,16 +96,6 @@ class RegressionDataModule(pl.LightningDataModule):
                 break
         return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
 
-    def train_batch_size(self, n_rows: int, world_size: int = 1) -> int:
-        """`batch_size`, made smaller where an epoch of `n_rows` would have fewer than
-        `min_batches_per_epoch` batches (never below features + 1 rows). Adaptive optimizers
-        move each weight by at most `lr` a step and need a few hundred steps to settle; 350
-        training rows in batches of 256 give them 2 an epoch."""
-        if not self.min_batches_per_epoch:
-            return self.batch_size
-        enough = -(-n_rows // (self.min_batches_per_epoch * world_size))
-        return max(1, min(self.batch_size, max(enough, self.n_features + 1)))
-
     def _loader(self, name: str, shuffle: bool) -> SplitLoader:
         # In memory, moved to the training device here, once per fit/test, never per batch;
         # streamed, each batch is read on the CPU and copied to the device.
@@ -121,21 +110,22 @@ class RegressionDataModule(pl.LightningDataModule):
         sampler = EpochShuffler(len(features), self.seed) if shuffle else None
         if name != "train":  # no gradients: larger batches, fewer steps, the same sums
             return WholeBatchLoader(features, targets, self.eval_batch_size, None, rank, world_size)
-        self.train_batch = self.train_batch_size(len(features), world_size)
         cap = self.max_batches_per_epoch if shuffle else None
         self.served_train = WholeBatchLoader(
-            features, targets, self.train_batch, sampler, rank, world_size, max_batches=cap
-        )
+            features, targets, self.batch_size, sampler, rank, world_size,
+            max_batches=cap, min_batches=self.min_batches_per_epoch,
+        )  # fmt: skip
         return self.served_train
 
-    def capped_epoch(self) -> tuple[int, int] | None:
-        """(batches an epoch trains on, batches the training split holds), per process, where
-        `max_batches_per_epoch` cut the served epochs short; None where it did not (streamed and
-        unshuffled data are never capped)."""
+    def epoch_batches(self) -> tuple[int, int, float] | None:
+        """(batches an epoch trains on, batches a pass over the training split holds, passes an
+        epoch makes), per process, where `max_batches_per_epoch` or `min_batches_per_epoch` made
+        an epoch other than one pass; None where they did not (streamed data always makes
+        whole passes)."""
         loader = self.served_train
         if loader is None or len(loader) == loader.pass_batches:
             return None
-        return len(loader), loader.pass_batches
+        return len(loader), loader.pass_batches, loader.passes
 
     def train_dataloader(self) -> SplitLoader | Executions:
         """Batches, or executions of `steps_per_execution` batches."""

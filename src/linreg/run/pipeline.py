@@ -183,17 +183,7 @@ def score(
         f"{stage}/* are measured on the training rows: the table gives the {stage} split no rows"
         for stage in datamodule.source.measured_on_training_rows
     ]
-    if datamodule.train_batch != datamodule.batch_size:
-        notes.append(
-            f"trained in batches of {datamodule.train_batch} rows, not data.batch_size="
-            f"{datamodule.batch_size}: data.min_batches_per_epoch="
-            f"{datamodule.min_batches_per_epoch} batches an epoch"
-        )
-    if capped := datamodule.capped_epoch():
-        notes.append(
-            f"each epoch trained on {capped[0]} randomly drawn batches of the {capped[1]:,} the "
-            f"training split holds (data.max_batches_per_epoch={capped[0]}; null for whole passes)"
-        )
+    notes += epoch_note(datamodule)
     if not fit.unique:
         notes.append(
             f"the least-squares reference is not unique ({fit.rows} training rows, rank "
@@ -208,6 +198,25 @@ def score(
     else:
         metrics.update(parameter_error(network, datamodule.ground_truth))
     return Scored(metrics, coefficients, notes)
+
+
+def epoch_note(datamodule: RegressionDataModule) -> list[str]:
+    """Where an epoch was not one pass over the training split: how many batches it was."""
+    served = datamodule.epoch_batches()
+    if served is None:
+        return []
+    batches, per_pass, passes = served
+    if batches < per_pass:
+        return [
+            f"each epoch trained on {batches} randomly drawn batches of the {per_pass:,} the "
+            f"training split holds (data.max_batches_per_epoch={batches}; null for whole passes)"
+        ]
+    rows = datamodule.rows("train")
+    return [
+        f"each epoch trained on {batches} batches of up to {datamodule.batch_size} rows, drawn "
+        f"in {passes:.3g} passes over the {rows:,}-row training split "
+        f"(data.min_batches_per_epoch={batches}; null for one pass of {per_pass})"
+    ]
 
 
 def lr_note(module: RegressionModule, lr: float) -> list[str]:
