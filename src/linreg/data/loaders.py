@@ -140,7 +140,7 @@ class WholeBatchLoader:
         self.world_size = world_size
         self.max_batches = max_batches
         self.min_batches = min_batches
-        self._shuffled: tuple[Tensor, Tensor] | None = None
+        self._gathered: tuple[Tensor, Tensor] | None = None
 
     def _pass_bounds(self) -> list[int]:
         """Global batch boundaries of a whole pass; a last global batch too small to give every
@@ -183,11 +183,11 @@ class WholeBatchLoader:
         if order is not None:
             # Gathered into buffers allocated once: a fresh 2x-split allocation every epoch costs
             # more in page faults than the gather itself. Batches of an epoch are views of them.
-            if self._shuffled is None:
-                self._shuffled = (features.new_empty((len(order), *features.shape[1:])),
+            if self._gathered is None:
+                self._gathered = (features.new_empty((len(order), *features.shape[1:])),
                                   targets.new_empty((len(order), *targets.shape[1:])))  # fmt: skip
-            features = torch.index_select(self.features, 0, order, out=self._shuffled[0])
-            targets = torch.index_select(self.targets, 0, order, out=self._shuffled[1])
+            features = torch.index_select(self.features, 0, order, out=self._gathered[0])
+            targets = torch.index_select(self.targets, 0, order, out=self._gathered[1])
         step = self.world_size
         for start, stop in itertools.pairwise(bounds):
             yield (
