@@ -96,14 +96,15 @@ class EpochShuffler:
         length = length or self.n_rows
         passes = [torch.randperm(self.n_rows, generator=generator)
                   for _ in range(-(-length // self.n_rows))]  # fmt: skip
-        return to_device(torch.cat(passes)[:length], device)
+        order = torch.cat(passes) if len(passes) > 1 else passes[0]  # no copy of a single pass
+        return to_device(order[:length], device)
 
 
 class WholeBatchLoader:
     """Yields (features, targets) batches as views; shuffles by permuting the split once per epoch.
 
     Under distributed training each of `world_size` processes takes every `world_size`-th row of
-    each global batch (`batch_size` rows per process), so every row is seen exactly once per epoch
+    each global batch (`batch_size` rows per process), so every row is seen exactly once per pass
     and all processes get the same number of batches, as DDP requires. `sampler` and
     `batch_sampler` are the attributes Lightning inspects on a DataLoader.
 

@@ -85,7 +85,7 @@ class RegressionModule(pl.LightningModule):
         The weights of a standardised target spread over n decorrelated features are about
         1/sqrt(n) each, while a step's noise grows with the number of weights it moves: an lr
         tuned on 8 features leaves a noise floor that grows with n (at 256 features, 0.03 left
-        Adam 1.5 % above least squares and SGD's 0.4 1.1 % in 5 epochs; scaled, 0.24 % and 0.25 %).
+        Adam 1.6 % above least squares and SGD's 0.4 1.1 % in 5 epochs; scaled, 0.46 % and 0.34 %).
         Below the reference the lr is kept: SGD's largest stable step does not grow."""
         if not self.lr_reference_features:
             return 1.0
