@@ -1,12 +1,19 @@
-"""Regenerate the figures the README quotes, so they are measured, never typed.
+"""Regenerate the figures and sample outputs the docs quote, so they are measured, never typed.
 
-    python scripts/refresh_docs.py           # rewrite them (run on an idle machine)
-    python scripts/refresh_docs.py --check   # exit 1 if the README's sample no longer matches
+    python scripts/refresh_docs.py           # rewrite them all (run on an idle machine)
+    python scripts/refresh_docs.py --check   # exit 1 where a quoted output no longer matches
+    python scripts/refresh_docs.py --suite   # also run the default test suite and quote its end
+    python scripts/refresh_docs.py --transcripts-only   # only the command transcripts (quick)
 
-Writes the default run's console output (with its wall time) between the README's
-`<!-- begin: default-run -->` and `<!-- end: default-run -->` markers, and the report of
-`python train.py -m experiment=optimizer_comparison` to docs/images/optimizer_comparison.png.
-`--check` reruns the default run once and compares everything but the times.
+What it writes, between markers in README.md and docs/*.md:
+- `<!-- begin: default-run -->`: the default run's console output with its median wall time;
+- `<!-- begin: transcript -->`: a text block of `$ command` lines, each followed by what it prints
+  (stdout and stderr); every transcript's commands run in order in one scratch folder, as a
+  reader who follows the docs would;
+- `<!-- begin: suite -->`: the last line of `python -m pytest` and how long it took (`--suite`);
+and the report of `python train.py -m experiment=optimizer_comparison` to
+docs/images/optimizer_comparison.png. `--check` reruns the default run and every transcript and
+compares everything but times, dates and this machine's memory (tests/test_docs.py runs it).
 """
 
 from __future__ import annotations
@@ -20,13 +27,43 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCUMENTS = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 IMAGE = ROOT / "docs" / "images" / "optimizer_comparison.png"
-BLOCK = re.compile(r"(<!-- begin: default-run[^\n]*-->\n)(.*?)(<!-- end: default-run -->)", re.S)
-TIMES = re.compile(r"\d+(\.\d+)? s\b")
+# What the docs' commands use from the project, linked into a scratch folder.
+LINKED = ("train.py", "eval.py", "predict.py", "conf", "examples", "scripts", "docs", ".venv")
+
+
+def marked(name: str) -> re.Pattern[str]:
+    """A block between `<!-- begin: NAME ... -->` and `<!-- end: NAME -->`: group 2 is its body."""
+    return re.compile(rf"(<!-- begin: {name}\b[^\n]*-->\n)(.*?)(<!-- end: {name} -->)", re.S)
+
+
+DEFAULT_RUN, TRANSCRIPT, SUITE = marked("default-run"), marked("transcript"), marked("suite")
+# What differs from run to run and machine to machine: times, run-folder dates, memory.
+VARYING = [
+    (re.compile(r"\d+(\.\d+)? s\b"), "_ s"),
+    (re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+"), "<time>"),
+    (re.compile(r"this machine has [\d.]+ GB"), "this machine has _ GB"),
+]
+
+
+def masked(text: str) -> str:
+    for pattern, replacement in VARYING:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def scratch_folder(root: Path) -> dict[str, str]:
+    """Links the project into `root`; the environment the commands run in (.venv first)."""
+    for name in LINKED:
+        (root / name).symlink_to(ROOT / name)
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return {**os.environ, "PATH": path, "COLUMNS": "100"}
 
 
 def train(args: list[str]) -> tuple[str, float]:
@@ -56,9 +93,54 @@ def default_run_block(runs: int) -> str:
     return f"```text\n{command}\n{output.rstrip()}\n```\n"
 
 
-def _output_only(block: str) -> str:
-    """The block without its command line (the wall time) and with every time masked."""
-    return TIMES.sub("_ s", block.split("\n", 2)[2])
+def commands_of(transcript: str) -> list[str]:
+    """The `$ command` lines of a transcript block, in order."""
+    return [line[2:] for line in transcript.splitlines() if line.startswith("$ ")]
+
+
+def transcript_block(commands: list[str], scratch: Path, env: dict[str, str]) -> str:
+    """Each command followed by what it prints, run in `scratch`."""
+    lines = []
+    for command in commands:
+        result = subprocess.run(
+            ["bash", "-c", command], cwd=scratch, env=env, capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        output = (result.stdout + result.stderr).replace(f"{scratch}/", "").rstrip()
+        lines += [f"$ {command}", *([output] if output else [])]
+    return "```text\n" + "\n".join(lines) + "\n```\n"
+
+
+def refresh(
+    pattern: re.Pattern[str], make: Callable[[str], str], check: bool, problems: list[str]
+) -> None:
+    """Rewrites every block `pattern` finds in the docs with `make(old body)`; with `check`, lists
+    the ones whose output differs (times, dates and memory aside) instead."""
+    for document in DOCUMENTS:
+        text = document.read_text()
+        pieces, end = [], 0
+        for found in pattern.finditer(text):
+            new = make(found.group(2))
+            if check and masked(new) != masked(found.group(2)):
+                line = text[: found.start()].count("\n") + 1
+                problems.append(f"{document.relative_to(ROOT)}:{line}\n--- quoted\n"
+                                f"{found.group(2)}--- today\n{new}")  # fmt: skip
+            pieces += [text[end : found.start(2)], new]
+            end = found.end(2)
+        if pieces and not check:
+            document.write_text("".join(pieces) + text[end:])
+
+
+def suite_block(_: str) -> str:
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    minutes = (time.perf_counter() - started) / 60
+    last = result.stdout.strip().splitlines()[-1].strip("= ")
+    last = re.sub(r" in [\d.]+s.*", "", last)
+    return f"`{last}` in {minutes:.0f} minutes on {os.cpu_count()} cores\n"
 
 
 def sweep_report() -> None:
@@ -70,21 +152,30 @@ def sweep_report() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare instead of rewriting")
-    check = parser.parse_args().check
-    readme = README.read_text()
-    found = BLOCK.search(readme)
-    if found is None:
-        sys.exit("error: README.md has no default-run markers")
-    block = default_run_block(runs=1 if check else 5)
-    if check:
-        if _output_only(found.group(2)) != _output_only(block):
-            sys.exit("error: README.md's default-run output differs from a fresh run's: run "
-                     "python scripts/refresh_docs.py")  # fmt: skip
-        print("README.md's default-run output matches a fresh run (times aside)")
+    parser.add_argument("--suite", action="store_true", help="also quote the default suite")
+    parser.add_argument("--transcripts-only", action="store_true", help="only the transcripts")
+    args = parser.parse_args()
+    problems: list[str] = []
+    runs = 1 if args.check else 5
+    if not args.transcripts_only:
+        refresh(DEFAULT_RUN, lambda _: default_run_block(runs), args.check, problems)
+    with tempfile.TemporaryDirectory(prefix="linreg-docs-") as folder:
+        scratch = Path(folder)
+        env = scratch_folder(scratch)
+        refresh(TRANSCRIPT, lambda old: transcript_block(commands_of(old), scratch, env),
+                args.check, problems)  # fmt: skip
+    if args.suite:
+        refresh(SUITE, suite_block, args.check, problems)
+    if args.check:
+        if problems:
+            sys.exit("error: quoted output differs from today's (python scripts/refresh_docs.py "
+                     "rewrites it):\n" + "\n".join(problems))  # fmt: skip
+        print("every quoted output matches a fresh run (times aside)")
         return
-    README.write_text(readme[: found.start(2)] + block + readme[found.end(2) :])
+    if args.transcripts_only:
+        return
     sweep_report()
-    print(f"written: {README.relative_to(ROOT)}, {IMAGE.relative_to(ROOT)}")
+    print(f"written: the docs' quoted outputs and {IMAGE.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -88,10 +88,13 @@ def test_diverging_run_stops_naming_the_step_and_leaves_nothing_to_serve(
     assert_one_line_error(refused, f"model={run_dir}: that run failed (training diverged at step")
 
 
-def test_unknown_option_lists_the_available_ones_in_one_line(cli: Cli) -> None:
+def test_unknown_option_suggests_the_closest_and_lists_the_available_ones_in_one_line(
+    cli: Cli,
+) -> None:
     assert_one_line_error(
         cli("optimizer=adamm"),
-        f"Could not find 'optimizer/adamm'; choose one of {', '.join(options('optimizer'))}",
+        "Could not find 'optimizer/adamm'; did you mean adam or adamw? choose one of "
+        + ", ".join(options("optimizer")),
     )
 
 
@@ -99,23 +102,46 @@ def test_unknown_option_lists_the_available_ones_in_one_line(cli: Cli) -> None:
     ("arg", "message"),
     [
         ("optimizer.lr=abc", "optimizer.lr: Value 'abc' of type 'str' could not be converted"),
-        ("data.n_sample=5", "data.n_sample: Key 'n_sample' not in 'SyntheticDataConfig'"),
         ("seed=1e17", "seed: Value '1e+17' of type 'float' could not be converted to Integer"),
+        # Typos: the config key, the closest valid keys, and a short group's every key.
+        ("optimizer.lrr=1", "optimizer.lrr: no such key in optimizer; did you mean optimizer.lr? "
+         "valid keys: lr, weight_decay, momentum, nesterov"),
+        ("trainer.max_epoch=3", "trainer.max_epoch: no such key in trainer; did you mean "
+         "trainer.max_epochs? `python train.py --cfg job` shows all"),
+        ("optimzer=adam", "optimzer: no such key at the top level; did you mean optimizer? "
+         "valid keys: data, model, optimizer, scheduler,"),
+        ("data.n_sample=5", "data.n_sample: no such key in data; did you mean data.n_samples?"),
     ],
-)
+)  # fmt: skip
 def test_wrong_type_or_unknown_key_names_the_key_in_one_line(
     cli: Cli, arg: str, message: str
 ) -> None:
     assert_one_line_error(cli(arg), message)
+    assert "Config" not in cli(arg).stderr  # no internal schema class (SGDConfig, TrainConfig)
 
 
-def test_help_lists_every_config_group_and_option(tmp_path: Path) -> None:
-    result = run_cli(["--help"], tmp_path)
+def test_train_help_says_what_it_does_with_the_groups_choices_and_commands_to_run_next() -> None:
+    result = run_cli(["optimizer=adam", "--help"], None)
     assert result.returncode == 0
+    help_text = result.stdout
     for group in ("optimizer", "scheduler", "data", "model", "trainer", "logger"):
-        assert f"{group}: {', '.join(options(group))}" in result.stdout
-    groups = result.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
-    assert "schema" not in groups  # the typed schemas are not options to choose
+        assert f"{group}: {', '.join(options(group))}" in help_text
+    assert "optimizer [adam]" in help_text and "data [synthetic]" in help_text  # this run's
+    assert "schema" not in help_text  # the typed schemas are not options to choose
+    assert "powered by Hydra" not in help_text and "== Config ==" not in help_text
+    next_commands = help_text.split("== What people run next ==")[1].splitlines()
+    assert [line.split()[1] for line in next_commands if line.startswith("python")] == [
+        "train.py", "train.py", "train.py", "eval.py", "predict.py"
+    ]  # fmt: skip
+    assert len(help_text.splitlines()) < 45
+
+
+def test_eval_help_says_what_eval_does_without_the_training_groups() -> None:
+    result = run_cli(["--help"], None, script="eval.py")
+    assert result.returncode == 0
+    assert result.stdout.startswith("python eval.py ckpt_path=<run folder or .ckpt>")
+    assert "metrics.json" in result.stdout and "python predict.py" in result.stdout
+    assert "optimizer" not in result.stdout and "scheduler" not in result.stdout
 
 
 @pytest.mark.slow

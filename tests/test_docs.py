@@ -5,7 +5,6 @@ with the environment activated. A block that cannot run here is marked on the li
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -15,9 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-# What the commands use from the project, linked into the scratch folder.
-LINKED = ("train.py", "eval.py", "predict.py", "conf", "examples", "scripts", "docs", ".venv")
+sys.path.insert(0, str(ROOT / "scripts"))
+from refresh_docs import DOCUMENTS, SUITE, scratch_folder
+
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.M | re.S)
 NOT_RUN = re.compile(r"<!-- not run: (.+?) -->\s*$")
 
@@ -64,9 +63,7 @@ def test_every_block_that_is_not_run_says_why_and_the_rest_are_shell_or_python()
 def test_every_shell_block_and_python_snippet_in_the_docs_runs_as_written(
     tmp_path: Path,
 ) -> None:
-    for name in LINKED:
-        (tmp_path / name).symlink_to(ROOT / name)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = scratch_folder(tmp_path)
     for block in runnable():
         if block.skipped_because is not None:
             continue
@@ -82,9 +79,23 @@ def test_every_shell_block_and_python_snippet_in_the_docs_runs_as_written(
 
 
 @pytest.mark.slow
-def test_the_readmes_default_run_output_is_what_a_fresh_run_prints() -> None:
+def test_every_quoted_output_is_what_a_fresh_run_prints() -> None:
     result = subprocess.run(
         [sys.executable, "scripts/refresh_docs.py", "--check"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_the_quoted_size_of_the_default_suite_is_the_collected_one() -> None:
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    ).stdout.strip().splitlines()[-1]  # fmt: skip
+    selected, total = re.search(r"(\d+)/(\d+) tests collected", collected).groups()
+    for document in DOCUMENTS:
+        for quoted in SUITE.finditer(document.read_text()):
+            counts = dict((word, int(n)) for n, word in re.findall(r"(\d+) (\w+)", quoted.group(2)))
+            ran = counts["passed"] + counts.get("skipped", 0) + counts.get("failed", 0)
+            assert (ran, ran + counts["deselected"]) == (int(selected), int(total)), document

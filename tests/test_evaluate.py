@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,11 @@ def test_eval_reproduces_the_training_time_test_metrics(
     test_metrics = {k: v for k, v in recorded["metrics"].items() if k.startswith("test/")}
     assert evaluated["metrics"] == test_metrics
     assert evaluated["checkpoint"] == str(trained_run / recorded["paths"]["best_checkpoint"])
-    assert f"test/mse                 {test_metrics['test/mse']:.6g}" in result.stdout
+    # A table, like train's summary: no timestamped log lines.
+    row = re.search(r"^│ test/mse +│ +(\S+) │$", result.stdout, re.M)
+    assert row and row.group(1) == f"{test_metrics['test/mse']:.6g}"
+    assert "[INFO]" not in result.stdout + result.stderr
+    assert f"metrics.json     {tmp_path / 'eval' / 'metrics.json'}" in result.stdout
 
 
 @pytest.mark.slow

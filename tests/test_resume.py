@@ -151,8 +151,23 @@ def test_resume_accepts_the_original_overrides_repeated(
     before = json.loads((copy / "metrics.json").read_text())["metrics"]
     result = run_cli([*RESUMABLE, f"ckpt_path={copy}"], None)  # the usual requeue command line
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"nothing to resume: {copy} finished at epoch 4")
     assert json.loads((copy / "metrics.json").read_text())["metrics"] == before
     assert last_epoch(copy) == 3  # a finished run is not trained again
+
+
+def test_resuming_a_finished_run_says_so_in_one_line_and_changes_nothing(
+    uninterrupted: Path,
+) -> None:
+    before = tree_digest(uninterrupted)
+    result = run_cli([f"ckpt_path={uninterrupted}"], None)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"nothing to resume: {uninterrupted} finished at epoch 4 (ran all epochs); its results "
+        f"are in {uninterrupted / 'metrics.json'} (to train it longer: trainer.max_epochs=<more>)"
+    ]  # no `config` line, no old summary
+    assert result.stderr == ""
+    assert tree_digest(uninterrupted) == before
 
 
 @pytest.mark.first_case_by_default

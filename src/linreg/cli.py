@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import gc
 import itertools
 import logging
 import math
 import os
+import re
 import shutil
 import sys
 import warnings
@@ -15,7 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from linreg.errors import ConfigError, LinregError, RunInterruptedError, first_line
+from linreg.errors import (
+    ConfigError,
+    LinregError,
+    NothingToDoError,
+    RunInterruptedError,
+    first_line,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -47,8 +55,43 @@ def _config_message(err: BaseException) -> str:
     heading = next((i for i, line in enumerate(lines) if line.startswith("Available options")), 0)
     options = list(itertools.takewhile(lambda line: not line.endswith(":"), lines[heading + 1 :]))
     if heading and options:  # an unknown option of a config group
-        return f"{lines[0]}; choose one of {', '.join(options)}"
+        wanted = re.search(r"Could not find '[^']*/([^'/]+)'", lines[0])
+        closest = _closest(wanted.group(1) if wanted else "", options)
+        return f"{lines[0]}; {closest}choose one of {', '.join(options)}"
+    unknown = _unknown_key_message(cause)
+    if unknown:
+        return unknown
     return f"{key}: {message}" if key else message
+
+
+MAX_KEYS_LISTED = 15
+
+
+def _unknown_key_message(cause: BaseException) -> str | None:
+    """A key that its config node does not have (a typo: `optimizer.lrr`), named with the closest
+    valid keys and, when they are few, all of that node's keys; None for any other error."""
+    node, full_key = getattr(cause, "parent_node", None), getattr(cause, "full_key", None)
+    if node is None or not full_key or not hasattr(node, "keys"):
+        return None
+    key = str(full_key).rpartition(".")[2]
+    keys = [str(name) for name in node if not str(name).startswith("_") and name != "hydra"]
+    if key in keys:
+        return None
+    parent = str(full_key).rpartition(".")[0]
+    where = f"in {parent}" if parent else "at the top level"
+    prefix = f"{parent}." if parent else ""
+    listed = (
+        f"valid keys: {', '.join(keys)}"
+        if len(keys) <= MAX_KEYS_LISTED
+        else f"`python {Path(sys.argv[0]).name} --cfg job` shows all {len(keys)}"
+    )
+    return f"{full_key}: no such key {where}; {_closest(key, keys, prefix)}{listed}"
+
+
+def _closest(word: str, choices: list[str], prefix: str = "") -> str:
+    """`did you mean x? ` for the choices closest to a misspelt word, or nothing."""
+    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
+    return f"did you mean {' or '.join(prefix + name for name in close)}? " if close else ""
 
 
 def exit_on_user_error(run: Callable[[], T]) -> T:
@@ -63,7 +106,10 @@ def exit_on_user_error(run: Callable[[], T]) -> T:
         error = user_error(err)
         if error is None:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        if isinstance(error, NothingToDoError):
+            print(error, flush=True)
+        else:
+            print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
 
 
@@ -218,6 +264,9 @@ def tidy_lightning_output() -> None:
         module=r"lightning\.pytorch\.utilities\._pytree",
     )
     warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller")
+    # debug=overfit turns shuffling off itself (data.shuffle=false); Lightning looks only for its
+    # own SequentialSampler, which the project's loaders do not use.
+    warnings.filterwarnings("ignore", message=r"You requested to overfit but enabled")
     # A resume writes into its run's own checkpoint folder on purpose (a new run refuses a
     # non-empty folder before Lightning would see it).
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")

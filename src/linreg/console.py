@@ -120,6 +120,25 @@ def show_summary(summary: dict[str, Any], output_dir: Path, with_tensorboard: bo
         )  # fmt: skip
 
 
+def show_evaluation(summary: dict[str, Any], output_dir: Path) -> None:
+    """eval.py's result: the test metrics as a table, then what was scored on what, and where the
+    record went."""
+    console = Console()
+    table = Table(title="evaluation", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in sorted(summary["metrics"].items()):
+        table.add_row(name, f"{value:.6g}")
+    console.print(table)
+    rows = f"{summary['rows']:,} rows of " if summary.get("rows") is not None else ""
+    for name, value in (
+        ("checkpoint", summary["checkpoint"]),
+        ("scored on", f"{rows}{summary['data']}"),
+        ("metrics.json", output_dir / "metrics.json"),
+    ):
+        console.print(f"{name:<16} {value}", highlight=False, soft_wrap=True)
+
+
 def job_line(summary: dict[str, Any], output_dir: Path) -> str:
     """A sweep job's one line: which job, its objective, how far from least squares, how long."""
     objective = summary["objective"]

@@ -39,3 +39,10 @@ class RunInterruptedError(LinregError):
 
 class DiskWriteError(LinregError):
     """A file could not be written: a full disk, a read-only folder, a file-size limit."""
+
+
+class NothingToDoError(LinregError):
+    """The command has nothing left to do (a resume of a run that finished): said in one line, and
+    not a failure (exit status 0), so a requeued job that already finished ends quietly."""
+
+    exit_code = 0

@@ -86,6 +86,8 @@ class LinregOptunaSweeper(Sweeper):
                 file=sys.stderr,
             )
             sys.exit(1)
+        # Its INFO lines ("A new study created", each trial's value) repeat the sweep's own.
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
 
         settings = self.settings
         params = OmegaConf.to_container(OmegaConf.create(settings["params"]), resolve=True)

@@ -6,15 +6,11 @@ linear in its features (an MLP has no coefficients). Elsewhere the errors are ab
 
 from __future__ import annotations
 
-import logging
-
 import lightning.pytorch as pl
 import torch
 
 from linreg.data.source import GroundTruth
 from linreg.models.network import Network
-
-log = logging.getLogger(__name__)
 
 
 def unavailable_reason(network: Network, truth: GroundTruth | None) -> str | None:
@@ -37,16 +33,14 @@ def parameter_error(network: Network, truth: GroundTruth) -> dict[str, float]:
 
 
 class GroundTruthError(pl.Callback):
-    """Logs `parameter_error` every epoch; says once why not, and steps aside, where it cannot."""
+    """Logs `parameter_error` every epoch, and steps aside where it cannot (the run summary's notes
+    say why)."""
 
     def __init__(self) -> None:
         self.enabled = True
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        reason = unavailable_reason(pl_module.net, trainer.datamodule.ground_truth)
-        self.enabled = reason is None
-        if reason and trainer.is_global_zero:
-            log.info("params/weight_error and params/bias_error are not logged: %s", reason)
+        self.enabled = unavailable_reason(pl_module.net, trainer.datamodule.ground_truth) is None
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not self.enabled:

@@ -3,12 +3,12 @@ table."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
+from linreg.console import show_evaluation
 from linreg.errors import ConfigError
 from linreg.files import write_json_atomic
 from linreg.models.module import RegressionModule
@@ -17,7 +17,6 @@ from linreg.run.build import build_datamodule, require_accelerator
 from linreg.run.resume import check_checkpoint_fits
 from linreg.runs import find_checkpoint, load_checkpoint, load_run_config, run_dir_of
 
-log = logging.getLogger(__name__)
 TABLE_DATAMODULE = "linreg.data.table.TableDataModule"
 
 
@@ -54,10 +53,7 @@ def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         "metrics": metrics,
     }
     write_json_atomic(output_dir / "metrics.json", summary)
-    for name, value in sorted(metrics.items()):
-        log.info("%-24s %.6g", name, value)
-    log.info("checkpoint: %s", checkpoint_path)
-    log.info("written to: %s", output_dir / "metrics.json")
+    show_evaluation(summary, output_dir)
     return metrics
 
 

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from linreg.errors import ConfigError, RunFolderError
+from linreg.errors import ConfigError, NothingToDoError, RunFolderError
 from linreg.models.module import MAX_EPOCHS_KEY
 from linreg.models.schedules import follows_steps
 from linreg.runs import (
@@ -25,6 +25,7 @@ from linreg.runs import (
     load_checkpoint,
     load_run_choices,
     load_run_config,
+    read_summary,
     run_dir_of,
 )
 
@@ -50,13 +51,30 @@ def resumed_config(
             f"overrides change it: {', '.join(changed)}; only trainer.max_epochs may change"
         )
     check_checkpoint_fits(checkpoint, saved, checkpoint_path)
-    if any(o.split("=")[0] == "trainer.max_epochs" for o in overrides):
+    longer = any(o.split("=")[0] == "trainer.max_epochs" for o in overrides)
+    if longer:
         _check_longer(saved, cfg.trainer.max_epochs, checkpoint["epoch"] + 1)
+    _refuse_finished(run_dir, checkpoint, cfg.trainer.max_epochs if longer else None)
+    if longer:
         saved.trainer.max_epochs = cfg.trainer.max_epochs
     else:  # the length it was last trained to, which a resume may have extended
         saved.trainer.max_epochs = checkpoint.get(MAX_EPOCHS_KEY, saved.trainer.max_epochs)
     saved.ckpt_path = str(checkpoint_path)
     return saved
+
+
+def _refuse_finished(run_dir: Path, checkpoint: Mapping[str, Any], max_epochs: int | None) -> None:
+    """A run that completed (its metrics.json says so) has nothing to resume unless it is asked
+    for more epochs than it trained: one line saying so, instead of its old summary again."""
+    summary = read_summary(run_dir) or {}
+    epochs = checkpoint["epoch"] + 1
+    if summary.get("status") != "completed" or (max_epochs is not None and max_epochs > epochs):
+        return
+    raise NothingToDoError(
+        f"nothing to resume: {run_dir} finished at epoch {epochs} ({summary.get('stopping')}); "
+        f"its results are in {run_dir / 'metrics.json'} (to train it longer: "
+        "trainer.max_epochs=<more>)"
+    )
 
 
 def check_checkpoint_fits(checkpoint: Mapping[str, Any], run_cfg: DictConfig, path: Path) -> None:

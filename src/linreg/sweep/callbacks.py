@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
 import sys
 from pathlib import Path
@@ -10,8 +9,6 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
-
-log = logging.getLogger(__name__)
 
 
 def device_count(accelerator: str, devices: Any) -> int:
@@ -75,4 +72,4 @@ class SweepCallbacks(Callback):
             print(f"error: the sweep report could not be written: {err}", file=sys.stderr)
             sys.exit(1)
         print(markdown(rows), end="")
-        log.info("sweep report: %s (report.md, report.png)", sweep_dir / "report.csv")
+        print(f"sweep report     {sweep_dir / 'report.csv'} (report.md, report.png)", flush=True)
