@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -255,6 +256,7 @@ def test_debug_fast_dev_run_runs_one_batch_per_stage_and_saves_nothing(tmp_path:
 def test_debug_overfit_drives_the_training_loss_below_the_noise_floor(tmp_path: Path) -> None:
     result = run_cli(["debug=overfit", "trainer.enable_progress_bar=false"], tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr and "overfit" not in result.stderr  # Lightning's notes
     losses = [event.value for event in events(tmp_path).Scalars("train/loss")]
     assert losses[0] > 100
     # Only memorising the batch, noise included, gets below noise_std**2 = 0.25.
@@ -385,3 +387,19 @@ def test_a_sweep_prints_one_line_per_job_and_the_report(
     rest = [line for line in lines if line not in jobs and line not in table]
     assert rest == [f"sweep report     {sweep_dir / 'report.csv'} (report.md, report.png)"]
     assert len(list(sweep_dir.glob("*/config_tree.txt"))) == 2  # saved, not printed
+
+
+@pytest.mark.slow
+def test_a_fresh_machines_font_cache_build_stays_off_the_console(tmp_path: Path) -> None:
+    # An empty matplotlib config folder: the figures' first import builds the font cache, which
+    # matplotlib logs ("generated new fontManager"; after 5 s also "building the font cache").
+    env = {**os.environ, "MPLCONFIGDIR": str(tmp_path / "matplotlib")}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *FAST, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "matplotlib").is_dir()  # the cache was built in this run
+    console = result.stdout + result.stderr
+    assert "fontManager" not in console and "font cache" not in console
+    assert "[INFO]" not in console and "[WARNING]" not in console

@@ -95,6 +95,7 @@ def test_optuna_search_runs_n_trials_and_resumes_from_storage_without_repeating(
 ) -> None:
     first = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3")
     assert first.returncode == 0, first.stderr
+    assert "A new study created" not in first.stdout + first.stderr  # Optuna's INFO lines
     assert [name.split("-")[0] for name in job_names(tmp_path)] == ["0", "1", "2"]
     first_trials = searched(tmp_path)
     assert all(

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import QUIET, ROOT, run_cli
+from conftest import QUIET, run_cli
 
 from linreg.data.table import TableSource
 from linreg.diagnostics.reference import least_squares
@@ -138,23 +138,6 @@ def test_missing_values_are_an_error_naming_the_first_or_are_dropped(tmp_path: P
     assert splits["test"][0] is splits["train"][0]
 
 
-def test_longley_reference_matches_the_certified_nist_values(tmp_path: Path) -> None:
-    # NIST StRD's certified results for Longley: highly collinear columns with large offsets.
-    table = source(ROOT / "examples" / "longley.csv", target="TOTEMP", fractions=(1.0, 0.0, 0.0))
-    fit = least_squares([table.load()["train"]])
-    certified = {"GNPDEFL": 15.0618722713733, "GNP": -0.358191792925910e-01,
-                 "UNEMP": -2.02022980381683, "ARMED": -1.03322686717359,
-                 "POP": -0.511041056535807e-01, "YEAR": 1829.15146461355}  # fmt: skip
-    # The table is read as float32, as training sees it: GNPDEFL's decimals cost a few digits.
-    for column, value in certified.items():
-        index = table.feature_names.index(column)
-        assert float(fit.weight[0, index]) == pytest.approx(value, rel=2e-4), column
-    assert float(fit.bias[0]) == pytest.approx(-3482258.63459582, rel=2e-6)
-    assert float(fit.weight_se[0, table.feature_names.index("YEAR")]) == pytest.approx(
-        455.478499142212, rel=1e-3
-    )
-
-
 @pytest.mark.parametrize(
     ("content", "options", "message"),
     [
@@ -229,7 +212,9 @@ def test_training_on_a_table_records_named_coefficients_next_to_least_squares(
         "2,798-row training split (data.min_batches_per_epoch=32; null for one pass of 11)",
         "params/* not computed: the data source knows no ground truth",
     ]
-    assert "coefficients of price" in (table_run / "stdout.txt").read_text()
+    console = (table_run / "stdout.txt").read_text()
+    assert "coefficients of price" in console
+    assert "[INFO]" not in console  # the notes say it once, in the summary
 
 
 @pytest.mark.first_case_by_default
@@ -548,3 +533,112 @@ def test_a_streamed_table_trains_under_ddp_with_each_process_on_its_own_row_grou
     assert summary["test_mse_gap_to_reference"] < 0.05
     for name, true in zip("abc", WEIGHT, strict=True):
         assert summary["coefficients"]["price"][name]["trained"] == pytest.approx(true, abs=0.05)
+
+
+def plain_values_only(value: object, where: str = "checkpoint") -> None:
+    """What `torch.load(weights_only=True)` loads without complaint: no config containers."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            assert isinstance(key, str | int), f"{where}: key {key!r}"
+            plain_values_only(item, f"{where}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            plain_values_only(item, f"{where}[{index}]")
+    else:
+        assert value is None or isinstance(value, str | int | float | bool | torch.Tensor), (
+            f"{where} is a {type(value).__name__}"
+        )
+
+
+def test_every_list_valued_key_goes_through_train_eval_predict_and_resume(tmp_path: Path) -> None:
+    # Lists from the command line: two targets, chosen features, an MLP's widths, Adam's betas.
+    # Each used to end the run after its last epoch: the checkpoints held omegaconf lists.
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(400, 3))
+    columns = {"a": x[:, 0], "b": x[:, 1], "unused": x[:, 2],
+               "y1": x[:, :2] @ [2.0, -1.0] + 0.01 * rng.standard_normal(400),
+               "y2": x[:, :2] @ [0.5, 3.0] + 1.0}  # fmt: skip
+    path = write_csv(tmp_path / "two.csv", columns)
+    run_dir = tmp_path / "run"
+    lists = ["data.target=[y1,y2]", "data.features=[a,b]", "model=mlp",
+             "model.net.hidden_sizes=[8,4]", "optimizer=adam",
+             "optimizer.betas=[0.9,0.99]"]  # fmt: skip
+    trained = run_cli([*QUIET, "data=table", f"data.path={path}", *lists, "scheduler=none",
+                       "trainer.max_epochs=2"], run_dir)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    assert summary["status"] == "completed" and summary["paths"]["onnx"] == "model.onnx"
+    for checkpoint in sorted((run_dir / "checkpoints").glob("*.ckpt")):
+        plain_values_only(torch.load(checkpoint, weights_only=True), checkpoint.name)
+
+    evaluated = run_cli([f"ckpt_path={run_dir}"], tmp_path / "eval", script="eval.py")
+    assert evaluated.returncode == 0, evaluated.stderr
+    scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
+    assert scored["test/mse"] == summary["metrics"]["test/mse"]
+
+    for model in ("model.onnx", "checkpoints/last.ckpt"):
+        out = tmp_path / f"{Path(model).stem}.csv"
+        predicted = run_predict(f"model={run_dir / model}", f"input={path}", f"output={out}")
+        assert predicted.returncode == 0, predicted.stderr
+        lines = out.read_text().splitlines()
+        assert lines[0] == "y1,y2" and len(lines) == 401
+
+    resumed = run_cli([f"ckpt_path={run_dir}", "trainer.max_epochs=3"], None)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 3
+
+
+def test_a_16_row_table_trains_with_the_defaults_and_a_one_row_split_reports_r2_as_null(
+    tmp_path: Path,
+) -> None:
+    # Longley with every default: 13 training rows, 1 validation row (R² undefined), 2 test rows.
+    result = run_cli([*QUIET, "data=table", "data.path=examples/longley.csv",
+                      "data.target=TOTEMP", "trainer.max_epochs=2"], tmp_path / "run")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (
+        summary["metrics"]["val/r2"] is None
+        and summary["metrics"]["val/explained_variance"] is None
+    )
+    assert summary["metrics"]["test/r2"] is not None
+    assert (
+        "val/explained_variance and val/r2 are undefined on the 1 row of the val split (null)"
+        in (summary["notes"])
+    )
+
+
+def test_a_table_too_small_for_its_held_out_splits_is_refused_naming_the_way_out(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ten.csv"
+    write_csv(path, rows(10, seed=2))
+    result = run_cli(["data=table", f"data.path={path}", "data.target=price",
+                      "data.train_fraction=0.4", "data.val_fraction=0.3",
+                      "data.test_fraction=0.3"], tmp_path / "run")  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: data.train_fraction=0.4: the training split of ")
+    assert (
+        "fewer than the 5 that 3 features need (features + 2); raise data.train_fraction, or "
+        "fit on every row with data.train_fraction=1 data.val_fraction=0 data.test_fraction=0"
+        in (result.stderr)
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_exact_fit_trains_tests_and_reports_a_finite_gap(tmp_path: Path) -> None:
+    path = tmp_path / "exact.csv"
+    path.write_text("x,y\n" + "".join(f"{x},{3 + 2 * x}\n" for x in range(12)))
+    result = run_cli([*QUIET, "data=table", f"data.path={path}", "data.target=y",
+                      "data.train_fraction=1", "data.val_fraction=0", "data.test_fraction=0",
+                      "optimizer=lbfgs"], tmp_path / "run")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["metrics"]["reference/test_mse"] == 0.0
+    # Measured against a millionth of the targets' variance (47.67): finite and small.
+    gap = summary["test_mse_gap_to_reference"]
+    assert gap == pytest.approx(summary["metrics"]["test/mse"] / (1e-6 * 572 / 12), rel=1e-6)
+    assert 0 <= gap < 1
+    assert any(note.startswith("least squares fits the test rows (nearly) exactly")
+               for note in summary["notes"])  # fmt: skip
+    assert summary["coefficients"]["y"]["x"]["least_squares"] == 2.0
+    assert (tmp_path / "run" / "model.onnx").is_file()

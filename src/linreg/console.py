@@ -3,6 +3,7 @@ sweep's job prints one line when it ends (the sweep prints its report)."""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -74,8 +75,16 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("time after start-up", f"{summary['wall_time_s']:.1f} s"),
     ]
     for name, value in rows:
-        table.add_row(name, f"{value:.6g}" if isinstance(value, float) else str(value))
+        table.add_row(name, shown(value))
     return table
+
+
+def shown(value: Any) -> str:
+    """A metric for the console: 6 significant digits; NaN (a statistic one row cannot give,
+    null in metrics.json) as `undefined`."""
+    if isinstance(value, float):
+        return "undefined" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
 
 
 def coefficient_tables(coefficients: dict[str, Any], limit: int = 10) -> list[Table]:
@@ -128,7 +137,7 @@ def show_evaluation(summary: dict[str, Any], output_dir: Path) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in sorted(summary["metrics"].items()):
-        table.add_row(name, f"{value:.6g}")
+        table.add_row(name, shown(value))
     console.print(table)
     rows = f"{summary['rows']:,} rows of " if summary.get("rows") is not None else ""
     for name, value in (

@@ -126,11 +126,10 @@ def against_scikit_learn(rows: int, features: int, device: str, checkout: Path) 
 
 def _same_rows(config: object) -> tuple[tuple, tuple, float]:
     """The run's train and test splits as NumPy, and least squares' test MSE on them."""
-    from hydra.utils import instantiate
-
     from linreg.diagnostics.reference import reference_mse
+    from linreg.run.build import construct
 
-    datamodule = instantiate(config.data, streaming=False)
+    datamodule = construct(config.data, streaming=False)
     datamodule.setup()
     train, test = datamodule.split("train"), datamodule.split("test")
     reference = reference_mse([train], [test])

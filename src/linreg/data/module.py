@@ -86,6 +86,13 @@ class RegressionDataModule(pl.LightningDataModule):
             return
         yield from self.streams[name].loader(None, torch.device("cpu"))
 
+    def reference_batches(self, name: str) -> Iterator[Batch]:
+        """A split as the least-squares reference reads it: the source's full precision where it
+        has more than it serves (a table's float64), else the served rows."""
+        self.setup()
+        exact = self.source.full_precision(name)
+        return self.batches(name) if exact is None else exact
+
     def sample(self, name: str, n_rows: int) -> Batch:
         """The first `n_rows` rows (at most) of a split, on the CPU."""
         pieces, taken = [], 0

@@ -68,6 +68,11 @@ class RegressionSource(ABC):
         """The generating parameters where the source knows them (synthetic data); else None."""
         return None
 
+    def full_precision(self, split: str) -> Iterator[Batch] | None:
+        """A split's rows in float64, where the source holds more precision than it serves (a
+        table's file); None: the rows it serves are the data."""
+        return None
+
     @abstractmethod
     def load(self) -> dict[str, Batch]:
         """Every split whole, by name (`SPLITS`)."""

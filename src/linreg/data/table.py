@@ -102,15 +102,17 @@ def _names(all_names: list[str], wanted: Any, key: str, path: Path) -> list[str]
     )
     chosen = []
     for item in items:
-        if isinstance(item, int) and not isinstance(item, bool):
+        # A name wins over an index: the command line reads `data.target=2010` as a number.
+        if str(item) in all_names:
+            chosen.append(str(item))
+        elif isinstance(item, int) and not isinstance(item, bool):
             if not -len(all_names) <= item < len(all_names):
                 raise ConfigError(
-                    f"{key}={item}: {path} has {len(all_names)} columns (indices 0 to "
-                    f"{len(all_names) - 1}, or -1 for the last)"
+                    f"{key}={item}: {path} has no column named {item} and {len(all_names)} "
+                    f"columns by index (0 to {len(all_names) - 1}, or -1 for the last); a name "
+                    f"that looks like a number is quoted as {key}=\"'{item}'\""
                 )
             chosen.append(all_names[item])
-        elif str(item) in all_names:
-            chosen.append(str(item))
         else:
             shown = ", ".join(all_names[:20]) + (", ..." if len(all_names) > 20 else "")
             raise ConfigError(f"{key}={item}: no such column in {path}; its columns are {shown}")
@@ -261,6 +263,17 @@ class TableSource(RegressionSource):
             streams[name] = TableStream(self, served, int(counts[code]), batch_size, piece_rows)
         return streams
 
+    def full_precision(self, split: str) -> Iterator[Batch]:
+        """A split's rows as the file holds them, in float64 (training reads float32), read
+        again piece by piece: what the least-squares reference is computed from."""
+        code = SPLITS.index("train" if split in self.measured_on_training_rows else split)
+        for _, start, values, labels in self.pieces(epoch=None, dtype=np.float64):
+            rows = values[
+                self.kept_rows(values) & (self.split_codes_at(start, len(values), labels) == code)
+            ]
+            yield (torch.from_numpy(rows[:, : self.n_features]),
+                   torch.from_numpy(rows[:, self.n_features :]))  # fmt: skip
+
     def _checking_pass(
         self, pieces: Iterator[Piece], visit: Callable[[int, np.ndarray, np.ndarray], None]
     ) -> np.ndarray:
@@ -295,26 +308,29 @@ class TableSource(RegressionSource):
         self._check_not_constant(np.stack([low, high]))
         if counts[0] == 0:
             raise self._no_training_rows()
+        self._check_enough_training_rows(counts)
         self.measured_on_training_rows = tuple(
             name for name, count in zip(SPLITS[1:], counts[1:], strict=True) if not count
         )
         return counts
 
-    def pieces(self, epoch: int | None, only: set[int] | None = None) -> Iterator[Piece]:
-        """The table piece by piece; with an `epoch`, Parquet's and .npy's pieces come in a
-        per-epoch shuffled order (a CSV can only be read from its start); `only`: just those
-        pieces (Parquet, .npy)."""
+    def pieces(
+        self, epoch: int | None, only: set[int] | None = None, dtype: type = np.float32
+    ) -> Iterator[Piece]:
+        """The table piece by piece, as `dtype` (training reads float32); with an `epoch`,
+        Parquet's and .npy's pieces come in a per-epoch shuffled order (a CSV can only be read
+        from its start); `only`: just those pieces (Parquet, .npy)."""
         try:
             if self.is_csv:
-                yield from self._csv_pieces()
+                yield from self._csv_pieces(dtype)
             elif self.is_parquet:
-                yield from self._parquet_pieces(epoch, only)
+                yield from self._parquet_pieces(epoch, only, dtype)
             else:
-                yield from self._numpy_pieces(epoch, only)
+                yield from self._numpy_pieces(epoch, only, dtype)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
             raise _readable(err, self.path) from err
 
-    def _csv_pieces(self) -> Iterator[Piece]:
+    def _csv_pieces(self, dtype: type) -> Iterator[Piece]:
         """Pieces of about PIECE_ROWS rows, joined from small blocks: pyarrow's reader holds some
         36 blocks in flight (measured: 39 MB at 1 MB blocks, 579 MB at 16 MB, equally fast), while
         a piece is the window rows are shuffled in, so it stays as large as a Parquet slice."""
@@ -327,7 +343,7 @@ class TableSource(RegressionSource):
         with csv.open_csv(self.path, **options) as reader:
             for batch in itertools.chain(reader, [None]):
                 if batch is not None:
-                    blocks.append((self._numbers(batch), self._labels(batch)))
+                    blocks.append((self._numbers(batch, dtype), self._labels(batch)))
                 held = sum(len(values) for values, _ in blocks)
                 if blocks and (held >= PIECE_ROWS or batch is None):
                     values, labels = zip(*blocks, strict=True)
@@ -335,7 +351,9 @@ class TableSource(RegressionSource):
                     yield index, start, np.concatenate(values), joined
                     start, index, blocks = start + held, index + 1, []
 
-    def _parquet_pieces(self, epoch: int | None, only: set[int] | None) -> Iterator[Piece]:
+    def _parquet_pieces(
+        self, epoch: int | None, only: set[int] | None, dtype: type
+    ) -> Iterator[Piece]:
         import pyarrow.parquet as pq
 
         groups = self._row_groups
@@ -350,15 +368,17 @@ class TableSource(RegressionSource):
                 batch_size=PIECE_ROWS, row_groups=[group], columns=self.read_columns
             )
             for batch in batches:
-                yield index, first, self._numbers(batch), self._labels(batch)
+                yield index, first, self._numbers(batch, dtype), self._labels(batch)
                 first += len(batch)
 
-    def _numpy_pieces(self, epoch: int | None, only: set[int] | None) -> Iterator[Piece]:
+    def _numpy_pieces(
+        self, epoch: int | None, only: set[int] | None, dtype: type
+    ) -> Iterator[Piece]:
         array = _numpy_array(self.path)
         n_pieces = -(-len(array) // PIECE_ROWS)
         for index in self._order(n_pieces, epoch, only):
             start = int(index) * PIECE_ROWS
-            rows = np.asarray(array[start : start + PIECE_ROWS, self._numpy_columns], np.float32)
+            rows = np.asarray(array[start : start + PIECE_ROWS, self._numpy_columns], dtype)
             yield int(index), start, rows, None
 
     def _order(self, n_pieces: int, epoch: int | None, only: set[int] | None) -> list[int]:
@@ -369,9 +389,9 @@ class TableSource(RegressionSource):
 
     # -- checks, shared by both ways of reading
 
-    def _numbers(self, batch: pa.RecordBatch) -> np.ndarray:
-        """The run's columns as one row-major float32 array (what training reads), empty cells as
-        NaN, converted by pyarrow in one call; a column of text is an error."""
+    def _numbers(self, batch: pa.RecordBatch, dtype: type = np.float32) -> np.ndarray:
+        """The run's columns as one row-major array of `dtype` (float32: what training reads),
+        empty cells as NaN, converted by pyarrow in one call; a column of text is an error."""
         numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_null)
         for name in self.columns:
             kind = batch.schema.field(name).type
@@ -382,9 +402,12 @@ class TableSource(RegressionSource):
                     "numbers; leave it out or encode it as numbers"
                 )
         if not batch.num_rows:
-            return np.empty((0, len(self.columns)), dtype=np.float32)
-        as_float32 = pa.schema([(name, pa.float32()) for name in self.columns])
-        return np.asarray(batch.select(self.columns).cast(as_float32).to_tensor(null_to_nan=True))
+            return np.empty((0, len(self.columns)), dtype=dtype)
+        as_dtype = pa.schema([(name, pa.from_numpy_dtype(dtype)) for name in self.columns])
+        # Unsafe: integers beyond float32's 2**24 (money, populations) are rounded as decimals
+        # are, not refused; training reads float32, the reference the file's own float64.
+        columns = batch.select(self.columns).cast(as_dtype, safe=False)
+        return np.asarray(columns.to_tensor(null_to_nan=True))
 
     def _labels(self, batch: pa.RecordBatch) -> np.ndarray | None:
         if not self.split_column:
@@ -460,6 +483,20 @@ class TableSource(RegressionSource):
         return ConfigError(
             f"data.missing=drop: every row of {self.path} has a missing value in "
             f"{', '.join(self.columns)}; nothing is left to train on"
+        )
+
+    def _check_enough_training_rows(self, counts: np.ndarray) -> None:
+        """Rows held out for val and test must leave least squares a training split it can fit
+        with standard errors: features + 2 rows. Fitting on every row is the user's choice, and
+        may be underdetermined (the summary then says the reference is not unique)."""
+        needed = self.n_features + 2
+        if counts[0] >= needed or not counts[1:].any():
+            return
+        raise ConfigError(
+            f"data.train_fraction={self.fractions[0]:g}: the training split of {self.path} has "
+            f"{counts[0]} rows (val {counts[1]}, test {counts[2]}), fewer than the {needed} that "
+            f"{self.n_features} features need (features + 2); raise data.train_fraction, or fit "
+            "on every row with data.train_fraction=1 data.val_fraction=0 data.test_fraction=0"
         )
 
     def _no_training_rows(self) -> ConfigError:

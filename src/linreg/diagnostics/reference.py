@@ -1,11 +1,14 @@
 """The closed-form least-squares fit: the reference every trained model is judged by.
 
-It reads the data as a stream of (features, targets) batches and keeps, in float64, the column
-means and the *centred* cross-products, merged batch by batch (Chan, Golub and LeVeque's update),
-so it works as well on a split too large for memory as on one tensor, and large offsets (a year
-column, prices in the millions) cost no digits. It then solves the scaled, centred normal
-equations by an eigen-decomposition: collinear columns give the minimum-norm solution, not noise.
-Standard errors follow the textbook formula (statsmodels' `bse`), where they are defined.
+It reads the data as a stream of (features, targets) batches, in float64 from the source's own
+values (a table's file, not the float32 that training reads). A table small enough
+(`rational.EXACT_LIMIT`) is solved exactly in rational arithmetic: every digit its data determine,
+NIST's hardest certified sets included. Otherwise it keeps the column means and the *centred*
+cross-products, merged batch by batch (Chan, Golub and LeVeque's update), so it works as well on a
+split too large for memory as on one tensor, and large offsets (a year column, prices in the
+millions) cost no digits; it then solves the scaled, centred normal equations by an
+eigen-decomposition: collinear columns give the minimum-norm solution, not noise. Standard errors
+follow the textbook formula (statsmodels' `bse`), where they are defined.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from linreg.diagnostics.rational import EXACT_LIMIT, exact_least_squares
 
 Batch = tuple[Tensor, Tensor]
 
@@ -69,11 +74,36 @@ class LeastSquares:
 
 
 def least_squares(batches: Iterable[Batch]) -> LeastSquares:
+    """The least-squares fit of the rows (read once): exact, in rational arithmetic, where the
+    table is small enough (`EXACT_LIMIT`) and its columns independent; else from the centred,
+    scaled moments in float64."""
     moments = CentredMoments()
+    kept: list[Batch] | None = []  # float64 rows, while the exact solve can afford them
     for features, targets in batches:
-        moments.add(features.cpu(), targets.cpu())
+        x, y = features.cpu().double(), targets.cpu().double()
+        moments.add(x, y)
+        if kept is not None:
+            kept.append((x, y))
+            if moments.rows * (x.shape[1] + 1) ** 2 > EXACT_LIMIT:
+                kept = None
     if moments.rows == 0:
         raise ValueError("least squares needs at least one row")
+    if kept:
+        exact = exact_least_squares(
+            torch.cat([x for x, _ in kept]).numpy(), torch.cat([y for _, y in kept]).numpy()
+        )
+        if exact is not None:
+            return LeastSquares(
+                *(None if value is None else torch.from_numpy(value) for value in (
+                    exact.weight, exact.bias, exact.weight_se, exact.bias_se)),
+                rows=moments.rows, rank=exact.weight.shape[1],
+            )  # fmt: skip
+    return moments_least_squares(moments)
+
+
+def moments_least_squares(moments: CentredMoments) -> LeastSquares:
+    """The fit from centred moments: the scaled, centred normal equations solved by an
+    eigen-decomposition (collinear columns: the minimum-norm answer)."""
     # Scaled to unit diagonal, the Gram matrix's eigenvalues measure collinearity alone.
     scale = torch.sqrt(torch.diagonal(moments.xx))
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
@@ -101,12 +131,37 @@ def least_squares(batches: Iterable[Batch]) -> LeastSquares:
 
 def mse_of(fit: LeastSquares, test: Iterable[Batch]) -> float:
     """The fit's mean squared error over a split, every target and row weighted alike."""
+    return error_and_variance(fit, test)[0]
+
+
+def error_and_variance(fit: LeastSquares, test: Iterable[Batch]) -> tuple[float, float]:
+    """In one pass over a split: the fit's mean squared error (every target and row weighted
+    alike) and the targets' variance (the mean over targets), in float64."""
     squared, count = 0.0, 0
+    moments = CentredMoments()
     for features, targets in test:
-        errors = features.double() @ fit.weight.T + fit.bias - targets.double()
+        x, y = features.double(), targets.double()
+        errors = x @ fit.weight.T + fit.bias - y
         squared += float((errors**2).sum())
         count += errors.numel()
-    return squared / count
+        moments.add(y[:, :0], y)
+    variance = float(torch.diagonal(moments.yy).mean() / moments.rows) if moments.rows else 0.0
+    return squared / count, variance
+
+
+# Below this fraction of the targets' variance, least squares fits (nearly) exactly, and the gap is
+# measured against that fraction instead: a float32 model cannot resolve errors much smaller.
+EXACT_FIT_FRACTION = 1e-6
+
+
+def gap_to_reference(test_mse: float, reference_mse: float, target_variance: float) -> float:
+    """How much larger the trained model's test MSE is than least squares', as a fraction of
+    least squares' (+0.01 = 1 % more error); where least squares fits (nearly) exactly, a
+    fraction of `EXACT_FIT_FRACTION` x the test targets' variance instead, so that an exact fit
+    (reference MSE 1e-29) gives a number that means something, not 1e16 or a division by zero."""
+    floor = EXACT_FIT_FRACTION * target_variance
+    scale = max(reference_mse, floor)
+    return (test_mse - reference_mse) / scale if scale > 0 else 0.0
 
 
 def reference_mse(train: Iterable[Batch], test: Iterable[Batch]) -> float:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +18,37 @@ from torchmetrics.regression import (
 from linreg.batches import Batch, to_device
 
 
+class R2OrUndefined(R2Score):
+    """R², undefined (NaN: null in metrics.json) on fewer than two rows, whose variance is
+    nothing to compare with, where torchmetrics raises an error: a tiny table's one test row."""
+
+    def compute(self) -> Tensor:
+        if self.total < 2:
+            return torch.tensor(float("nan"), device=self.total.device)
+        return super().compute()
+
+
+class ExplainedVarianceOrUndefined(ExplainedVariance):
+    """Explained variance, undefined on fewer than two rows (torchmetrics says 1.0 there)."""
+
+    def compute(self) -> Tensor:
+        if self.num_obs < 2:
+            return torch.tensor(float("nan"), device=self.num_obs.device)
+        return super().compute()
+
+
+def undefined_metrics(metrics: Mapping[str, float], rows: Mapping[str, int]) -> list[str]:
+    """A note for each stage whose split was too small for some of its metrics."""
+    notes = []
+    for stage, count in rows.items():
+        names = [name for name, value in metrics.items()
+                 if name.startswith(f"{stage}/") and math.isnan(value)]  # fmt: skip
+        if names:
+            notes.append(f"{' and '.join(sorted(names))} are undefined on the {count} row"
+                         f"{'s' if count != 1 else ''} of the {stage} split (null)")  # fmt: skip
+    return notes
+
+
 def with_loss(values: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     """Adds `<stage>/loss`: the training objective, MSE, under the name every stage shares."""
     return {**values, f"{prefix}loss": values[f"{prefix}mse"]}
@@ -29,8 +61,8 @@ def regression_metrics(prefix: str, sync_on_compute: bool = True) -> MetricColle
         {
             "mse": MeanSquaredError(**options),
             "mae": MeanAbsoluteError(**options),
-            "r2": R2Score(**options),
-            "explained_variance": ExplainedVariance(**options),
+            "r2": R2OrUndefined(**options),
+            "explained_variance": ExplainedVarianceOrUndefined(**options),
         },
         prefix=prefix,
     )

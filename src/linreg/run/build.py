@@ -6,6 +6,7 @@ Shared by `train.py`'s pipeline, `eval.py` and the benchmark; imports nothing of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -30,6 +31,13 @@ class Built:
     trainer: pl.Trainer
 
 
+def construct(spec: DictConfig, **kwargs: Any) -> Any:
+    """Hydra's `instantiate` with every config value passed on as plain Python (list, dict):
+    whatever an object saves of them (a DataModule's hyper-parameters in every checkpoint) must
+    load again with `weights_only=True`, which refuses omegaconf's containers."""
+    return instantiate(spec, _convert_="all", **kwargs)
+
+
 def build(cfg: DictConfig) -> Built:
     """Data, module and trainer of a validated config (seeded by the caller)."""
     datamodule = build_datamodule(cfg.data)
@@ -38,7 +46,7 @@ def build(cfg: DictConfig) -> Built:
 
 def build_datamodule(data: DictConfig) -> RegressionDataModule:
     try:
-        datamodule: RegressionDataModule = instantiate(data)
+        datamodule: RegressionDataModule = construct(data)
     except InstantiationException as err:  # Hydra's wrapper around the source's own error
         if isinstance(err.__cause__, LinregError):
             raise err.__cause__ from None
@@ -53,7 +61,7 @@ def build_network(cfg: DictConfig, datamodule: RegressionDataModule) -> Network:
     statistics come from the first rows)."""
     try:
         source = datamodule.source
-        network: Network = instantiate(cfg.model.net)(
+        network: Network = construct(cfg.model.net)(
             datamodule.n_features,
             datamodule.n_targets,
             feature_names=source.feature_names,
@@ -67,11 +75,11 @@ def build_network(cfg: DictConfig, datamodule: RegressionDataModule) -> Network:
 
 
 def build_module(cfg: DictConfig, datamodule: RegressionDataModule) -> RegressionModule:
-    optimizer = instantiate(cfg.optimizer)
-    scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
+    optimizer = construct(cfg.optimizer)
+    scheduler = construct(cfg.scheduler) if cfg.scheduler else None
     check_factories(optimizer, scheduler)
     # The config's `net` is a factory; the module takes the network built from it.
-    make_module = instantiate(cfg.model, _partial_=True)
+    make_module = construct(cfg.model, _partial_=True)
     return make_module(net=build_network(cfg, datamodule), optimizer=optimizer, scheduler=scheduler)
 
 
@@ -91,10 +99,10 @@ def check_factories(optimizer: OptimizerFactory, scheduler: SchedulerFactory | N
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
     # A debug mode switches a callback off by setting it to null; a factory may decline (None).
-    built = [instantiate(spec) for spec in cfg.callbacks.values() if spec is not None]
+    built = [construct(spec) for spec in cfg.callbacks.values() if spec is not None]
     callbacks = [callback for callback in built if callback is not None]
-    loggers = [instantiate(spec) for spec in cfg.logger.values()]
-    make_trainer = instantiate(cfg.trainer, _partial_=True)
+    loggers = [construct(spec) for spec in cfg.logger.values()]
+    make_trainer = construct(cfg.trainer, _partial_=True)
     try:
         return make_trainer(callbacks=callbacks, logger=loggers or False)
     except (MisconfigurationException, ValueError, TypeError) as err:

@@ -26,10 +26,15 @@ from linreg.console import show_config, show_summary
 from linreg.data.module import RegressionDataModule
 from linreg.diagnostics.coefficients import coefficient_table
 from linreg.diagnostics.ground_truth import parameter_error, unavailable_reason
-from linreg.diagnostics.reference import least_squares, mse_of
+from linreg.diagnostics.reference import (
+    EXACT_FIT_FRACTION,
+    error_and_variance,
+    gap_to_reference,
+    least_squares,
+)
 from linreg.errors import ConfigError, RunInterruptedError, first_line
 from linreg.files import atomic_path, write_json_atomic
-from linreg.models.metrics import evaluate
+from linreg.models.metrics import evaluate, undefined_metrics
 from linreg.models.module import RegressionModule
 from linreg.models.network import Network, network_from_checkpoint
 from linreg.run.build import Built, build, require_accelerator
@@ -177,13 +182,28 @@ def score(
     MSE and (for a linear network) both sets of named coefficients; the distance from the ground
     truth where the data has one; and a note for each of those that could not be had."""
     metrics = {**evaluate(network, datamodule.batches("val"), prefix="val/"), **test_metrics}
-    fit = least_squares(datamodule.batches("train"))
-    metrics["reference/test_mse"] = mse_of(fit, datamodule.batches("test"))
+    # From the source's own values (a table's float64), whatever precision training read.
+    fit = least_squares(datamodule.reference_batches("train"))
+    metrics["reference/test_mse"], variance = error_and_variance(
+        fit, datamodule.reference_batches("test")
+    )
+    metrics["reference/test_gap"] = gap_to_reference(
+        metrics["test/mse"], metrics["reference/test_mse"], variance
+    )
     notes = [
         f"{stage}/* are measured on the training rows: the table gives the {stage} split no rows"
         for stage in datamodule.source.measured_on_training_rows
     ]
+    split_rows = {stage: datamodule.rows(stage) for stage in ("val", "test")}
+    notes += undefined_metrics(metrics, split_rows)
     notes += epoch_note(datamodule)
+    if metrics["reference/test_mse"] < EXACT_FIT_FRACTION * variance:
+        notes.append(
+            "least squares fits the test rows (nearly) exactly (MSE "
+            f"{metrics['reference/test_mse']:.3g}, under {EXACT_FIT_FRACTION:g} of the targets' "
+            f"variance {variance:.4g}): the gap is measured against {EXACT_FIT_FRACTION:g} x that "
+            "variance"
+        )
     if not fit.unique:
         notes.append(
             f"the least-squares reference is not unique ({fit.rows} training rows, rank "
@@ -268,7 +288,7 @@ def record(
         "status": "completed",
         "objective": {"name": cfg.objective, "value": metrics[cfg.objective]},
         "metrics": dict(sorted(metrics.items())),
-        "test_mse_gap_to_reference": metrics["test/mse"] / metrics["reference/test_mse"] - 1,
+        "test_mse_gap_to_reference": metrics["reference/test_gap"],
         "network": built.module.net.kind,
         "coefficients": scored.coefficients,
         "notes": scored.notes,
