@@ -47,6 +47,8 @@ DEFAULT_RUN, TRANSCRIPT, SUITE = marked("default-run"), marked("transcript"), ma
 # What differs from run to run and machine to machine: times, run-folder dates, memory.
 VARYING = [
     (re.compile(r"\d+(\.\d+)? s\b"), "_ s"),
+    (re.compile(r"\(median of \d+ runs, "), "("),
+    (re.compile(r"\| [\d.]+ \|  \|$", re.M), "| _ |  |"),  # a sweep report's wall_time_s
     (re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+"), "<time>"),
     (re.compile(r"this machine has [\d.]+ GB"), "this machine has _ GB"),
 ]
