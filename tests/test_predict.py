@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from linreg.models.linear import LinearRegressor
 from linreg.models.network import network_from_checkpoint
 from linreg.runs import load_checkpoint
 from linreg.serve.export import export_onnx
+from linreg.serve.predict import write_predictions
 
 N_FEATURES = 8
 
@@ -281,3 +283,15 @@ def test_long_input_shows_a_progress_bar_on_a_terminal(
     args = predict_module.PredictArgs(str(trained_run), str(csv), str(tmp_path / "out.csv"), 64)
     assert predict_module.predict(args) == 500
     assert "predict: 100%" in capsys.readouterr().err
+
+
+def test_target_names_with_commas_quotes_or_newlines_stay_one_header_cell_each(
+    tmp_path: Path,
+) -> None:
+    names = ["price, usd", 'say "hi"', "two\nlines"]
+    out = tmp_path / "predictions.csv"
+    rows = write_predictions(iter([np.ones((2, 3), dtype=np.float32)]), str(out), 3, names)
+    assert rows == 2
+    with out.open(newline="") as handle:
+        read = list(csv.reader(handle))
+    assert read == [names, ["1", "1", "1"], ["1", "1", "1"]]

@@ -154,9 +154,11 @@ def test_missing_values_are_an_error_naming_the_first_or_are_dropped(tmp_path: P
          "data.missing=drop: every row of {path} has a missing value"),
         ("a,b,price\n1,2,3\n", {"features": ["a", "price"]},
          "data.features: price is also the target or split"),
+        ("a,b,price\n1,2,3\n", {"split_column": "price"},
+         "data.split_column=price is also the target; a split column holds train/val/test"),
     ],
     ids=["unknown-target", "text-column", "constant", "duplicates", "infinite", "all-dropped",
-         "target-as-feature"],
+         "target-as-feature", "target-as-split"],
 )  # fmt: skip
 def test_a_bad_table_is_one_clear_error_naming_it(
     tmp_path: Path, content: str, options: dict, message: str
@@ -488,9 +490,11 @@ def test_fewer_training_rows_than_coefficients_still_trains_and_says_the_referen
         ("a,b,price\n1,,3\n2,,4\n", ["data.missing=drop"], "data.missing=drop: every row of"),
         ("a,b,price\n1,5,3\n", ["data.features=[a,nope]"], "data.features=nope: no such column"),
         ("a,b,price\n1,5,3\n", ["data.missing=maybe"], "data.missing='maybe' is invalid"),
+        ("a,b,price\n1,5,3\n", ["data.split_column=price"],
+         "data.split_column=price is also the target"),
     ],
     ids=["text", "constant", "duplicates", "infinite", "missing", "all-dropped", "no-feature",
-         "missing-choice"],
+         "missing-choice", "target-as-split"],
 )  # fmt: skip
 def test_every_bad_table_stops_the_real_cli_with_one_line(
     tmp_path: Path, content: str, options: list[str], message: str

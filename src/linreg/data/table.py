@@ -172,6 +172,11 @@ class TableSource(RegressionSource):
         self.split_column = (
             _names(names, split_column, "data.split_column", self.path)[0] if split_column else None
         )
+        if self.split_column in self.target_names:
+            raise ConfigError(
+                f"data.split_column={self.split_column} is also the target; a split column holds "
+                "train/val/test per row, so name another column, or null to split by the fractions"
+            )
         reserved = {*self.target_names, self.split_column}
         if features is None:
             self.feature_names = [name for name in names if name not in reserved]

@@ -12,6 +12,7 @@ temporary file and renamed at the end, so a failed run never leaves a partial fi
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import re
@@ -497,8 +498,8 @@ def write_predictions(
 
 
 def _write_csv(chunks: Iterator[np.ndarray], handle: IO[str], header: list[str] | None) -> int:
-    if header:
-        handle.write(",".join(header) + "\n")
+    if header:  # quoted as CSV needs: a target named `price, usd` is one column
+        csv.writer(handle, lineterminator="\n").writerow(header)
     rows = 0
     for chunk in chunks:
         np.savetxt(handle, chunk, delimiter=",", fmt="%.9g")
