@@ -206,7 +206,8 @@ def test_a_run_with_a_step_schedule_trains_longer_when_resumed(tmp_path: Path) -
     # back to its original 3 epochs and crash in Lightning with a traceback).
     again = run_cli([f"ckpt_path={run_dir}"], None)
     assert again.returncode == 0, again.stderr
-    assert "epoch " not in again.stdout  # nothing left to train
+    assert again.stdout.startswith(f"nothing to resume: {run_dir} finished at epoch 5")
+    assert not any(line.startswith("epoch ") for line in again.stdout.splitlines())
     assert "Checkpoint directory" not in again.stderr
     assert last_epoch(run_dir) == 4
 

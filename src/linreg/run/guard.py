@@ -32,8 +32,10 @@ class RunFolderGuard(Callback):
 
 def check_run_folder(config: DictConfig) -> None:
     if config.get("ckpt_path"):
-        from linreg.run.resume import hold_run_lock, resumed_config  # imports torch: resumes only
+        # Imports torch: resumes only.
+        from linreg.run.resume import hold_run_lock, refuse_if_in_training, resumed_config
 
+        refuse_if_in_training(Path(config.hydra.run.dir))
         resumed = resumed_config(
             config,
             config.hydra.overrides.task,

@@ -152,12 +152,30 @@ def hold_run_lock(run_dir: Path) -> None:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.seek(0)
-        holder = handle.read().strip() or "another process"
+        holder = handle.read().strip()
         handle.close()
-        raise RunFolderError(
-            f"{run_dir} is being trained by {holder} right now; wait for it to finish"
-        ) from None
+        raise _in_training(run_dir, holder) from None
     handle.truncate(0)
     handle.write(f"process {os.getpid()}")
     handle.flush()
     _held_locks.append(handle)
+
+
+def refuse_if_in_training(run_dir: Path) -> None:
+    """Refuses a run that another process is training now, before anything else is said of it
+    (that it finished, say), and without creating or changing a file."""
+    lock = run_dir / LOCK_FILE
+    if not lock.is_file():
+        return
+    with lock.open() as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _in_training(run_dir, handle.read().strip()) from None
+
+
+def _in_training(run_dir: Path, holder: str) -> RunFolderError:
+    return RunFolderError(
+        f"{run_dir} is being trained by {holder or 'another process'} right now; wait for it to "
+        "finish"
+    )
