@@ -42,10 +42,8 @@ def integer_columns(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lowest = exponent.min(axis=0)
     lowest = np.where(lowest == np.iinfo(np.int64).max, 0, lowest)
     shifts = np.where(mantissa == 0, 0, exponent - lowest)
-    ints = np.empty(values.shape, dtype=object)
-    for row, column in np.ndindex(values.shape):
-        ints[row, column] = int(mantissa[row, column]) << int(shifts[row, column])
-    return ints, lowest
+    # As Python integers (object arrays), which shift and multiply without overflow.
+    return mantissa.astype(object) << shifts.astype(object), lowest
 
 
 def _scaled(value: Fraction, power: int) -> Fraction:
@@ -74,7 +72,8 @@ def exact_least_squares(features: np.ndarray, targets: np.ndarray) -> ExactFit |
         return None
     cross = design.T @ response  # (coefficients, targets)
     gamma = (inverse * rational(cross)).to_list()
-    inverse_diagonal = [inverse.to_list()[j][j] for j in range(coefficients)]
+    inverse_rows = inverse.to_list()
+    inverse_diagonal = [inverse_rows[j][j] for j in range(coefficients)]
     dof = rows - coefficients
     estimates = np.empty((targets.shape[1], coefficients))
     errors = np.empty_like(estimates)
