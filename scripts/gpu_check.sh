@@ -41,7 +41,7 @@ s = json.load(open(f"{sys.argv[1]}/metrics.json"))
 m = s["metrics"]
 print(f"test/mse {m['test/mse']:.6f}  least squares {m['reference/test_mse']:.6f}  "
       f"gap {s['test_mse_gap_to_reference']:+.3%}  fit {s['stage_times_s']['fit']:.2f} s  "
-      f"wall {s['wall_time_s']:.2f} s  onnx diff {m.get('export/onnx_max_abs_diff', float('nan')):.1e}")
+      f"wall {s['wall_time_s']:.2f} s  onnx diff {m.get('export/max_abs_diff', float('nan')):.1e}")
 PY
 }
 

@@ -190,3 +190,18 @@ def test_an_app_leaves_its_objects_out_of_the_last_collection_however_it_ends(
             "Ctrl-C": "error: interrupted (Ctrl-C)\n",
         }[ending]
     )
+
+
+def test_a_config_naming_a_class_that_does_not_exist_says_what_is_missing() -> None:
+    # Hydra's own first line ends in a colon (`Error loading '...MLPRegressor':`): the line goes
+    # on with what follows it, so the user learns which name is wrong and why.
+    from hydra.utils import instantiate
+
+    from linreg.cli import user_error
+
+    with pytest.raises(Exception) as info:
+        instantiate({"_target_": "linreg.models.mlp.MLPRegressor"})
+    message = str(user_error(info.value))
+    assert "\n" not in message
+    assert message.startswith("Error loading 'linreg.models.mlp.MLPRegressor': ")
+    assert "No module named 'linreg.models.mlp.MLPRegressor'" in message

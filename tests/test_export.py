@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from conftest import ROOT
 
 from linreg.errors import ExportError
 from linreg.models.linear import LinearRegressor
-from linreg.serve.export import export_onnx, traced_graph, verify_onnx
+from linreg.serve.export import export_model, verify_model
+from linreg.serve.onnx_model import traced_graph
 
 
 @pytest.fixture
@@ -27,9 +29,9 @@ def regressor() -> LinearRegressor:
 def test_onnx_matches_torch_on_unseen_batch_size(
     regressor: LinearRegressor, tmp_path: Path
 ) -> None:
-    path = export_onnx(regressor, tmp_path / "model.onnx", opset=20)
+    path = export_model(regressor, tmp_path / "model.onnx", opset=20)
     features = torch.randn(37, 6) * 5 + 3
-    max_abs_diff = verify_onnx(path, regressor, features, atol=1e-5, rtol=0)
+    max_abs_diff = verify_model(path, regressor, features, atol=1e-5, rtol=0)
     assert max_abs_diff <= 1e-5
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -40,7 +42,7 @@ def test_onnx_matches_torch_on_unseen_batch_size(
 def test_onnx_file_is_self_contained_with_a_dynamic_batch_axis(
     regressor: LinearRegressor, tmp_path: Path
 ) -> None:
-    path = export_onnx(regressor, tmp_path / "model.onnx", opset=20)
+    path = export_model(regressor, tmp_path / "model.onnx", opset=20)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
     graph = onnx.load(str(path)).graph
     (model_input,) = graph.input
@@ -54,7 +56,7 @@ def test_onnx_file_is_self_contained_with_a_dynamic_batch_axis(
 def test_onnx_takes_raw_features_because_standardisation_is_inside(
     regressor: LinearRegressor, tmp_path: Path
 ) -> None:
-    path = export_onnx(regressor, tmp_path / "model.onnx", opset=20)
+    path = export_model(regressor, tmp_path / "model.onnx", opset=20)
     raw = torch.full((1, 6), 100.0)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (outputs,) = session.run(None, {"features": raw.numpy()})
@@ -68,20 +70,20 @@ def test_export_refuses_non_finite_weights(regressor: LinearRegressor, tmp_path:
     with torch.no_grad():
         regressor.linear.weight[0, 0] = float("nan")
     with pytest.raises(ExportError, match="non-finite weights"):
-        export_onnx(regressor, tmp_path / "model.onnx", opset=20)
+        export_model(regressor, tmp_path / "model.onnx", opset=20)
     assert not (tmp_path / "model.onnx").exists()
 
 
 def test_verify_fails_loudly_when_onnx_and_torch_disagree(
     regressor: LinearRegressor, tmp_path: Path
 ) -> None:
-    path = export_onnx(regressor, tmp_path / "model.onnx", opset=20)
+    path = export_model(regressor, tmp_path / "model.onnx", opset=20)
     with torch.no_grad():
         regressor.linear.bias += 1e-3
     with pytest.raises(
         ExportError, match=r"disagrees with PyTorch on 37 rows: max abs diff 0\.001"
     ):
-        verify_onnx(path, regressor, torch.randn(37, 6), atol=1e-5, rtol=1e-6)
+        verify_model(path, regressor, torch.randn(37, 6), atol=1e-5, rtol=1e-6)
 
 
 def test_onnx_agrees_with_torch_on_raw_values_far_from_zero(tmp_path: Path) -> None:
@@ -96,8 +98,8 @@ def test_onnx_agrees_with_torch_on_raw_values_far_from_zero(tmp_path: Path) -> N
     with torch.no_grad():
         regressor.linear.weight.copy_(raw_weight * regressor.standardize.std)
         regressor.linear.bias.copy_(-3482258.6 + raw_weight @ regressor.standardize.mean)
-    path = export_onnx(regressor.eval(), tmp_path / "model.onnx", opset=20)
-    assert verify_onnx(path, regressor, features, atol=1e-5, rtol=1e-6) < 0.01
+    path = export_model(regressor.eval(), tmp_path / "model.onnx", opset=20)
+    assert verify_model(path, regressor, features, atol=1e-5, rtol=1e-6) < 0.01
     predicted = regressor(features)[:, 0]
     torch.testing.assert_close(predicted, torch.tensor(table[:, 0], dtype=torch.float32),
                                atol=1000, rtol=0)  # fmt: skip
@@ -121,14 +123,14 @@ def test_a_wide_correlated_model_passes_the_default_check_and_a_wrong_one_still_
     with torch.no_grad():
         regressor.linear.weight.copy_(torch.randn(3, 256, generator=generator))
     regressor.eval()
-    path = export_onnx(regressor, tmp_path / "model.onnx", opset=export.opset)
+    path = export_model(regressor, tmp_path / "model.onnx", **export.options.onnx)
     rows = features[:37]
     scale = regressor(rows).abs().max().item()
-    assert 0 <= verify_onnx(path, regressor, rows, export.atol, export.rtol) < 1e-5 * scale
+    assert 0 <= verify_model(path, regressor, rows, export.atol, export.rtol) < 1e-5 * scale
     with torch.no_grad():
         regressor.linear.weight[0, 0] += 1e-2
     with pytest.raises(ExportError, match="disagrees with PyTorch"):
-        verify_onnx(path, regressor, rows, export.atol, export.rtol)
+        verify_model(path, regressor, rows, export.atol, export.rtol)
 
 
 def test_the_linear_network_is_written_as_the_graph_the_exporter_traces(tmp_path: Path) -> None:
@@ -141,7 +143,7 @@ def test_the_linear_network_is_written_as_the_graph_the_exporter_traces(tmp_path
     with torch.no_grad():
         regressor.linear.bias.copy_(torch.tensor([0.3, -2.0]))  # the exporter drops a zero bias
     regressor.eval()
-    written = onnx.load(str(export_onnx(regressor, tmp_path / "model.onnx", opset=20)))
+    written = onnx.load(str(export_model(regressor, tmp_path / "model.onnx", opset=20)))
     traced = traced_graph(regressor, opset=20)
 
     def nodes(model: onnx.ModelProto) -> list[tuple[str, list[str]]]:
@@ -171,8 +173,83 @@ def test_a_network_that_is_not_linear_goes_through_the_exporter(tmp_path: Path) 
 
     torch.manual_seed(0)
     mlp = MLP(4, 1, hidden_sizes=[8]).eval()
-    model = onnx.load(str(export_onnx(mlp, tmp_path / "model.onnx", opset=20)))
+    model = onnx.load(str(export_model(mlp, tmp_path / "model.onnx", opset=20)))
     assert model.producer_name == "pytorch"
     assert "Relu" in {node.op_type for node in model.graph.node}
     features = torch.randn(11, 4)
-    assert verify_onnx(tmp_path / "model.onnx", mlp, features, atol=1e-6, rtol=0) < 1e-6
+    assert verify_model(tmp_path / "model.onnx", mlp, features, atol=1e-6, rtol=0) < 1e-6
+
+
+@pytest.mark.parametrize("network", ["linear", "mlp"])
+def test_a_float64_network_is_exported_and_served_in_float64_on_either_path(
+    tmp_path: Path, network: str
+) -> None:
+    # Under trainer.precision=64-true: the linear network's own writer and the exporter alike.
+    from linreg.models.mlp import MLP
+    from linreg.serve.formats import load_predictor
+
+    torch.manual_seed(0)
+    model = LinearRegressor(3, 2) if network == "linear" else MLP(3, 2, hidden_sizes=[8])
+    features = torch.randn(200, 3, dtype=torch.float64) * 1e3 + 1e6  # digits float32 lacks
+    model.double().fit_standardization(features, features[:, :2] * 7)
+    model.eval()
+    path = export_model(model, tmp_path / "model.onnx", opset=20)
+    (model_input,) = onnx.load(str(path)).graph.input
+    assert model_input.type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    assert verify_model(path, model, features[:37], atol=1e-12, rtol=0) <= 1e-12
+    predictor = load_predictor(path)
+    assert predictor.dtype == np.float64
+    served = predictor.predict(features[:5].numpy())
+    assert served.dtype == np.float64
+    np.testing.assert_allclose(served, model(features[:5]).detach().numpy(), rtol=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("filename", "options", "message"),
+    [
+        ("model.pt2", {}, "export.filename=model.pt2: no model format ends in '.pt2'; "
+                          "linreg reads .onnx, .ckpt, .pt, .pth"),
+        ("model.ckpt", {}, "export.filename=model.ckpt: a run does not export .ckpt files; "
+                           "it exports .onnx"),
+        ("model.onnx", {"onnx": {"opset": 20, "dynamic": True}},
+         "export.options.onnx: .onnx files got an unexpected keyword argument 'dynamic'; they "
+         "take opset"),
+    ],
+)  # fmt: skip
+def test_an_export_no_format_can_write_is_refused_before_any_work(
+    filename: str, options: dict, message: str
+) -> None:
+    from linreg.serve.formats import ModelFileError, check_export
+
+    with pytest.raises(ModelFileError) as info:
+        check_export(filename, options)
+    assert str(info.value) == message
+
+
+def test_a_new_format_is_its_module_and_one_registry_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # tests/plugins/npz_model.py and one line of FORMATS: a run exports to it and verifies the
+    # file, its record names the file, and predict.py serves the run folder through it.
+    from conftest import FAST, compose_config
+
+    from linreg.run.pipeline import train
+    from linreg.serve import formats
+    from linreg.serve.predict import PredictArgs, predict
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "plugins"))
+    monkeypatch.setitem(formats.FORMATS, ".npz", "npz_model")
+    run_dir = tmp_path / "run"
+    cfg = compose_config([*FAST, "logger=none", "export.filename=model.npz"],
+                         run_dir)  # fmt: skip
+    train(cfg)
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    assert summary["paths"]["model"] == "model.npz"
+    assert 0 <= summary["metrics"]["export/max_abs_diff"] <= 1e-4
+    rows = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    np.save(tmp_path / "rows.npy", rows)
+    out = tmp_path / "predicted.npy"
+    assert predict(PredictArgs(str(run_dir), str(tmp_path / "rows.npy"), str(out))) == 5
+    with np.load(run_dir / "model.npz") as archive:
+        expected = rows @ archive["weight"].T + archive["bias"]
+    np.testing.assert_allclose(np.load(out), expected, rtol=1e-6)

@@ -354,12 +354,13 @@ def test_a_full_disk_at_export_leaves_no_model_file(
 ) -> None:
     # The ONNX file is smaller than a checkpoint: a full disk is injected where it is written.
     from linreg.run import pipeline
+    from linreg.serve import onnx_model
 
     def export_half_then_fill_the_disk(network, path, opset):
         path.write_bytes(b"\x08\x07")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(pipeline, "export_onnx", export_half_then_fill_the_disk)
+    monkeypatch.setattr(onnx_model, "write", export_half_then_fill_the_disk)
     with pytest.raises(DiskWriteError) as info:
         pipeline.train(compose_config([*FAST, "logger=none"], tmp_path))
     assert str(info.value) == f"no space left on device writing {tmp_path / 'model.onnx'}"

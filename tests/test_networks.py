@@ -60,7 +60,7 @@ def test_the_mlp_checkpoint_rebuilds_its_layers_and_onnx_agrees(
         16,
         1,
     ]
-    assert summary["metrics"]["export/onnx_max_abs_diff"] <= 1e-5
+    assert summary["metrics"]["export/max_abs_diff"] <= 1e-5
     features = (3 + 5 * np.random.default_rng(1).standard_normal((13, 8))).astype(np.float32)
     session = onnxruntime.InferenceSession(str(run_dir / "model.onnx"))
     (served,) = session.run(None, {"features": features})

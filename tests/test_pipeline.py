@@ -190,7 +190,7 @@ def test_objective_is_the_best_val_loss_and_matches_the_summary(default_run) -> 
 def test_run_folder_holds_checkpoints_onnx_events_and_summary(default_run) -> None:
     output_dir, _, summary = default_run
     paths = summary["paths"]
-    assert paths["onnx"] == "model.onnx"
+    assert paths["model"] == "model.onnx"
     assert paths["last_checkpoint"] == "checkpoints/last.ckpt"
     assert paths["best_checkpoint"].startswith("checkpoints/epoch")
     for relative in paths.values():
@@ -219,7 +219,7 @@ def test_checkpoint_loads_with_weights_only_and_holds_plain_hparams(default_run)
 
 def test_exported_onnx_reproduces_the_best_checkpoint(default_run) -> None:
     output_dir, _, summary = default_run
-    assert summary["metrics"]["export/onnx_max_abs_diff"] <= 1e-5
+    assert summary["metrics"]["export/max_abs_diff"] <= 1e-5
     best = RegressionModule.load_from_checkpoint(
         output_dir / summary["paths"]["best_checkpoint"], map_location="cpu", weights_only=True
     )
@@ -372,7 +372,7 @@ def test_other_precisions_train_export_and_draw_their_figures(
     _, summary = run(tmp_path, f"trainer.precision={precision}")
     metrics = summary["metrics"]
     assert metrics["test/mse"] <= tolerance * metrics["reference/test_mse"]
-    assert metrics["export/onnx_max_abs_diff"] <= 1e-5
+    assert metrics["export/max_abs_diff"] <= 1e-5
     tags = EventAccumulator(str(tmp_path / "tensorboard")).Reload().Tags()
     assert "figures/test/residuals" in tags["images"]
 
@@ -382,7 +382,7 @@ def test_streamed_data_trains_to_the_least_squares_reference(tmp_path: Path) -> 
     metrics = summary["metrics"]
     assert metrics["test/mse"] <= 1.02 * metrics["reference/test_mse"]
     assert metrics["params/weight_error"] < 0.01
-    assert summary["metrics"]["export/onnx_max_abs_diff"] <= 1e-5
+    assert summary["metrics"]["export/max_abs_diff"] <= 1e-5
 
 
 def test_the_objective_key_chooses_what_best_means_everywhere(tmp_path: Path) -> None:

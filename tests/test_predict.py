@@ -16,7 +16,7 @@ from conftest import ROOT, run_cli
 from linreg.models.linear import LinearRegressor
 from linreg.models.network import network_from_checkpoint
 from linreg.runs import load_checkpoint
-from linreg.serve.export import export_onnx
+from linreg.serve.export import export_model
 from linreg.serve.predict import write_predictions
 
 N_FEATURES = 8
@@ -146,7 +146,7 @@ def test_header_yes_skips_a_first_line_of_numbers(trained_run: Path, features: n
 def test_multi_target_model_writes_one_column_per_target(tmp_path: Path) -> None:
     regressor = LinearRegressor(4, 3)
     regressor.standardize.fit_(torch.randn(100, 4))
-    model = export_onnx(regressor, tmp_path / "model.onnx", opset=20)
+    model = export_model(regressor, tmp_path / "model.onnx", opset=20)
     rows = np.random.default_rng(1).standard_normal((10, 4)).astype(np.float32)
     csv = write_csv(tmp_path / "in.csv", rows)
     result = predict(f"model={model}", f"input={csv}")
@@ -295,3 +295,37 @@ def test_target_names_with_commas_quotes_or_newlines_stay_one_header_cell_each(
     with out.open(newline="") as handle:
         read = list(csv.reader(handle))
     assert read == [names, ["1", "1", "1"], ["1", "1", "1"]]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("linreg.feature_names", "not json"),
+        ("linreg.feature_names", '["a", "b"]'),  # 2 names for 3 features
+        ("linreg.feature_names", '["a", "a", "c"]'),
+        ("linreg.feature_names", "[1, 2, 3]"),
+        ("linreg.feature_names", '[["a", "b", "c"]]'),
+        ("linreg.target_names", '["y", "z"]'),  # 2 names over one output
+    ],
+    ids=["not-json", "too-few", "duplicates", "numbers", "nested", "two-targets"],
+)
+def test_an_onnx_file_whose_column_names_disagree_with_its_graph_is_refused(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    import onnx
+
+    from linreg.serve.formats import ModelFileError, load_predictor
+
+    regressor = LinearRegressor(3, 1, feature_names=["a", "b", "c"], target_names=["y"])
+    path = export_model(regressor.eval(), tmp_path / "model.onnx", opset=20)
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {"linreg.feature_names": '["a", "b", "c"]',
+                                        "linreg.target_names": '["y"]', key: value})  # fmt: skip
+    onnx.save(model, str(path))
+    width = 3 if key == "linreg.feature_names" else 1
+    with pytest.raises(ModelFileError) as info:
+        load_predictor(path)
+    assert str(info.value) == (
+        f"model={path}: its {key} metadata {value} is not a list of {width} distinct names for "
+        f"its {width} columns; the file was edited or damaged: export it again"
+    )

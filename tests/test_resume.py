@@ -136,7 +136,7 @@ def test_last_checkpoint_holds_the_last_epoch_when_the_best_is_early(tmp_path: P
     assert summary["paths"] == {
         "best_checkpoint": "checkpoints/epoch000.ckpt",
         "last_checkpoint": "checkpoints/last.ckpt",
-        "onnx": "model.onnx",
+        "model": "model.onnx",
     }
     assert last_epoch(tmp_path / "run") == summary["epochs"] - 1 == 5
 

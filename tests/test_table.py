@@ -177,6 +177,25 @@ def test_parquet_files_of_one_folder_must_share_a_schema(tmp_path: Path) -> None
         source(tmp_path)
 
 
+def test_a_parquet_folder_converts_numeric_types_per_file_and_names_any_other_difference(
+    tmp_path: Path,
+) -> None:
+    pq.write_table(pa.table({"a": pa.array([1, 2, 3], pa.int32()), "price": [2.0, 4.0, 6.5]}),
+                   tmp_path / "0.parquet")  # fmt: skip
+    pq.write_table(pa.table({"a": [4.5, 5.5, 6.5], "price": pa.array([8, 10, 13], pa.int64())}),
+                   tmp_path / "1.parquet")  # fmt: skip
+    features, targets = source(tmp_path, fractions=(1.0, 0.0, 0.0)).load()["train"]
+    assert features[:, 0].tolist() == [1, 2, 3, 4.5, 5.5, 6.5]
+    assert targets[:, 0].tolist() == [2, 4, 6.5, 8, 10, 13]
+    pq.write_table(pa.table({"a": ["x"], "price": [1.0]}), tmp_path / "2.parquet")
+    with pytest.raises(ConfigError) as info:
+        source(tmp_path)
+    assert str(info.value) == (
+        f"data.path={tmp_path}: column 'a' is string in 2.parquet but int32 in 0.parquet; every "
+        "file of a folder needs the same type in each column (numbers of any type convert)"
+    )
+
+
 def test_an_npz_of_several_arrays_is_refused_naming_them(tmp_path: Path) -> None:
     np.savez(tmp_path / "two.npz", x=np.ones((3, 2)), y=np.ones(3))
     with pytest.raises(ConfigError, match=r"holds 2 arrays \(x, y\)"):
@@ -571,7 +590,7 @@ def test_every_list_valued_key_goes_through_train_eval_predict_and_resume(tmp_pa
                        "trainer.max_epochs=2"], run_dir)  # fmt: skip
     assert trained.returncode == 0, trained.stderr
     summary = json.loads((run_dir / "metrics.json").read_text())
-    assert summary["status"] == "completed" and summary["paths"]["onnx"] == "model.onnx"
+    assert summary["status"] == "completed" and summary["paths"]["model"] == "model.onnx"
     for checkpoint in sorted((run_dir / "checkpoints").glob("*.ckpt")):
         plain_values_only(torch.load(checkpoint, weights_only=True), checkpoint.name)
 

@@ -3,7 +3,8 @@
 Two ways to save: a `state_dict` (the model's tensors, for inference) and a full Lightning
 checkpoint (those plus the optimizer state, hyper-parameters and the epoch, for resuming). Then the
 model is exported to ONNX, a file that onnxruntime serves without PyTorch or this project.
-`train.py` does all of it for every run (src/linreg/run/pipeline.py and src/linreg/serve/export.py).
+`train.py` does all of it for every run (src/linreg/run/pipeline.py, src/linreg/serve/export.py
+and src/linreg/serve/onnx_model.py).
 
 Run: python docs/tutorial/lesson_08_save_load_export.py
 """
@@ -21,7 +22,7 @@ from lesson_07_lightning import plain_trainer, small_datamodule  # the same set-
 
 from linreg.models.linear import LinearRegressor
 from linreg.models.module import RegressionModule
-from linreg.serve.export import quiet_exporter
+from linreg.serve.onnx_model import quiet_exporter
 
 
 def main(workdir: Path | None = None) -> dict[str, Any]:
@@ -73,7 +74,7 @@ def run(workdir: Path) -> dict[str, Any]:
     print("\n== 3. Export to ONNX and serve with onnxruntime ==")
     onnx_path = workdir / "model.onnx"
     regressor = module.net.cpu().eval()
-    # What linreg.serve.export.export_onnx does for any network: trace the model with
+    # What linreg.serve.onnx_model.write does for any network: trace the model with
     # torch.export, a batch axis of any size, and write one self-contained file. (For the linear
     # network it writes the six nodes this call produces directly, which skips the exporter's
     # start-up of about a second.)

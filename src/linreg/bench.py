@@ -2,7 +2,8 @@
 
     python -m linreg.bench [--rows 1000000] [--features 16] [--batch-sizes 1024 65536]
                            [--repeats 5] [--device cpu|cuda] [--out outputs/bench/<time>.md]
-    python -m linreg.bench --convergence | --accuracy | --tables N.. | --streaming-rows N..
+    python -m linreg.bench --convergence | --accuracy | --streaming-rows N..
+    python -m linreg.bench --tables N.. [--precision 32-true|64-true]
 
 For every batch size, one epoch of SGD is timed for each path, the paths interleaved in one
 process and repeated; medians are printed with their ratio to the hand-written randperm loop and
@@ -329,20 +330,21 @@ def write_table_files(rows: int, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def tables(rows_list: list[int], device: str, checkout: Path) -> str:
+def tables(rows_list: list[int], device: str, checkout: Path, precision: str) -> str:
     """Reading a table: rows per second of fit and peak memory, CSV and Parquet, in memory and
     streamed, next to the synthetic streaming path, one `train.py` process each."""
     lines = [
         "Tables: `python train.py data=table data.path=<file> data.target=y data.batch_size=4096 "
-        "trainer.max_epochs=1` (16 float32 features), one process per cell; fit rows/s counts "
-        "the training rows of the epoch over the fit stage's time",
+        f"trainer.max_epochs=1 trainer.precision={precision}` (16 float32 features), one process "
+        "per cell; fit rows/s counts the training rows of the epoch over the fit stage's time",
         "",
         "| rows N | data | read | fit rows/s | wall time (s) | peak RSS (MB) |",
         "|---|---|---|---|---|---|",
     ]
     common = ["data.batch_size=4096", "data.max_batches_per_epoch=null",
               "data.min_batches_per_epoch=null", "trainer.max_epochs=1",
-              "logger=none", "export.enabled=false"]  # fmt: skip
+              "logger=none", "export.enabled=false",
+              f"trainer.precision={precision}"]  # fmt: skip
     for rows in rows_list:
         folder = Path(tempfile.mkdtemp(prefix="linreg-bench-tables-"))
         try:
@@ -417,6 +419,10 @@ def main() -> None:
         help="instead: reading CSV and Parquet tables, in memory and streamed, with these N",
     )  # fmt: skip
     parser.add_argument(
+        "--precision", default="32-true",
+        help="with --tables: the runs' trainer.precision (64-true reads and trains in float64)",
+    )  # fmt: skip
+    parser.add_argument(
         "--accuracy", action="store_true",
         help="instead: test MSE of every optimizer option against least squares",
     )  # fmt: skip
@@ -445,7 +451,7 @@ def main() -> None:
     elif args.accuracy:
         report = accuracy(args.device, args.checkout)
     elif args.tables:
-        report = tables([int(n) for n in args.tables], args.device, args.checkout)
+        report = tables([int(n) for n in args.tables], args.device, args.checkout, args.precision)
     elif args.streaming_rows:
         report = streaming([int(n) for n in args.streaming_rows], args.device, args.checkout)
     else:

@@ -2,9 +2,15 @@
 
 
 def first_line(err: BaseException) -> str:
-    """The first line of an exception's message, for wrapping a library's error in one of ours."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    """The first line of an exception's message, for wrapping a library's error in one of ours;
+    a first line that ends in a colon (`Error loading 'x':`) goes on with the lines after it."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    taken = 1
+    while lines[taken - 1].endswith(":") and taken < len(lines):
+        taken += 1
+    return " ".join(lines[:taken])
 
 
 class LinregError(Exception):

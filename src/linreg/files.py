@@ -31,8 +31,9 @@ def write_error(err: OSError, path: Path | str, doing: str = "writing") -> DiskW
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside `path` for the block to write; renamed over `path` only when the
     block succeeds, removed otherwise. The file gets the usual permissions (those of the file it
-    replaces, or the umask's), not a temporary file's 0600."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    replaces, or the umask's), not a temporary file's 0600. The temporary name keeps the suffix,
+    which says what the file is to whatever writes or reads it (a model's format, numpy's .npy)."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield tmp
         with tmp.open("rb+") as handle:

@@ -107,6 +107,7 @@ class TableDataConfig(DataConfig):
     features: Any = None
     split_column: str | None = None
     missing: str = "error"
+    precision: str = "32-true"
 
     @staticmethod
     def check(data: DictConfig) -> None:
@@ -272,7 +273,7 @@ class PathsConfig:
 class ExportConfig:
     enabled: bool = True
     filename: str = "model.onnx"
-    opset: int = 20
+    options: dict[str, Any] = field(default_factory=lambda: {"onnx": {"opset": 20}})
     verify_batch_size: int = 37
     atol: float = 1e-5
     rtol: float = 1e-6

@@ -39,7 +39,8 @@ Piece = tuple[int, int, np.ndarray, np.ndarray | None]  # index, first row, valu
 
 
 def checked_parquet_files(path: Path) -> list[Path]:
-    """The Parquet files of a file or folder; a folder's files must share one schema."""
+    """The Parquet files of a file or folder; a folder's files must have the same columns, each
+    of one type, or of numeric types in every file (each file's are converted on reading)."""
     import pyarrow.parquet as pq
 
     files = parquet_files(path)
@@ -48,13 +49,25 @@ def checked_parquet_files(path: Path) -> list[Path]:
     first = pq.read_schema(files[0])
     for other in files[1:]:
         schema = pq.read_schema(other)
-        if not schema.equals(first):
+        if schema.names != first.names:
             raise ConfigError(
                 f"data.path={path}: {other.name} has other columns than {files[0].name} "
                 f"({', '.join(schema.names)} vs {', '.join(first.names)}); every file of a "
-                "folder needs the same schema"
+                "folder needs the same columns"
             )
+        for field, expected in zip(schema, first, strict=True):
+            if field.type != expected.type and not (_numeric(field.type) and
+                                                    _numeric(expected.type)):  # fmt: skip
+                raise ConfigError(
+                    f"data.path={path}: column {field.name!r} is {field.type} in {other.name} "
+                    f"but {expected.type} in {files[0].name}; every file of a folder needs the "
+                    "same type in each column (numbers of any type convert)"
+                )
     return files
+
+
+def _numeric(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
 
 
 def _csv_options(path: Path, columns: Sequence[str] | None = None) -> dict[str, Any]:
@@ -149,8 +162,11 @@ class TableSource(RegressionSource):
         missing: str,
         fractions: tuple[float, float, float],
         seed: int,
+        precision: str = "32-true",
     ) -> None:
         self.path = Path(path)
+        # What training reads: float64 where it trains in double precision, else float32.
+        self.dtype = np.dtype(np.float64 if str(precision).startswith("64") else np.float32)
         self.missing = missing
         self.fractions = fractions
         self.seed = seed
@@ -268,9 +284,14 @@ class TableSource(RegressionSource):
             streams[name] = TableStream(self, served, int(counts[code]), batch_size, piece_rows)
         return streams
 
-    def full_precision(self, split: str) -> Iterator[Batch]:
-        """A split's rows as the file holds them, in float64 (training reads float32), read
-        again piece by piece: what the least-squares reference is computed from."""
+    def full_precision(self, split: str) -> Iterator[Batch] | None:
+        """A split's rows as the file holds them, in float64, read again piece by piece where
+        training reads float32: what the least-squares reference is computed from."""
+        if self.dtype == np.float64:
+            return None  # the served rows are the file's own values
+        return self._float64_rows(split)
+
+    def _float64_rows(self, split: str) -> Iterator[Batch]:
         code = SPLITS.index("train" if split in self.measured_on_training_rows else split)
         for _, start, values, labels in self.pieces(epoch=None, dtype=np.float64):
             rows = values[
@@ -320,11 +341,12 @@ class TableSource(RegressionSource):
         return counts
 
     def pieces(
-        self, epoch: int | None, only: set[int] | None = None, dtype: type = np.float32
+        self, epoch: int | None, only: set[int] | None = None, dtype: np.dtype | None = None
     ) -> Iterator[Piece]:
-        """The table piece by piece, as `dtype` (training reads float32); with an `epoch`,
+        """The table piece by piece, as `dtype` (None: what training reads); with an `epoch`,
         Parquet's and .npy's pieces come in a per-epoch shuffled order (a CSV can only be read
         from its start); `only`: just those pieces (Parquet, .npy)."""
+        dtype = dtype or self.dtype
         try:
             if self.is_csv:
                 yield from self._csv_pieces(dtype)
@@ -394,8 +416,8 @@ class TableSource(RegressionSource):
 
     # -- checks, shared by both ways of reading
 
-    def _numbers(self, batch: pa.RecordBatch, dtype: type = np.float32) -> np.ndarray:
-        """The run's columns as one row-major array of `dtype` (float32: what training reads),
+    def _numbers(self, batch: pa.RecordBatch, dtype: np.dtype) -> np.ndarray:
+        """The run's columns as one row-major array of `dtype`,
         empty cells as NaN, converted by pyarrow in one call; a column of text is an error."""
         numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_null)
         for name in self.columns:
@@ -410,7 +432,7 @@ class TableSource(RegressionSource):
             return np.empty((0, len(self.columns)), dtype=dtype)
         as_dtype = pa.schema([(name, pa.from_numpy_dtype(dtype)) for name in self.columns])
         # Unsafe: integers beyond float32's 2**24 (money, populations) are rounded as decimals
-        # are, not refused; training reads float32, the reference the file's own float64.
+        # are, not refused; training may read float32, the reference reads the file's float64.
         columns = batch.select(self.columns).cast(as_dtype, safe=False)
         return np.asarray(columns.to_tensor(null_to_nan=True))
 
@@ -429,9 +451,15 @@ class TableSource(RegressionSource):
         infinite = np.isinf(values) & keep[:, None]
         if infinite.any():
             row, column = np.argwhere(infinite)[0]
+            overflow = (
+                " (or a number beyond float32's 3.4e38, which trainer.precision=64-true reads)"
+                if values.dtype == np.float32
+                else ""
+            )
             raise ConfigError(
                 f"data.path={self.path}: {self._row_name(start + int(row))}, column "
-                f"{self.columns[column]!r} is {values[row, column]}, not a finite float32 number"
+                f"{self.columns[column]!r} is {values[row, column]}, not a finite "
+                f"{values.dtype} number{overflow}"
             )
         return keep
 
@@ -555,8 +583,8 @@ class TableStream:
         return shares if min(totals) >= n_batches else None
 
     def rows(self, epoch: int | None, only: set[int] | None = None) -> Iterator[np.ndarray]:
-        """The split's rows (features then targets, float32), piece by piece, read ahead of the
-        caller by a background thread."""
+        """The split's rows (features then targets, as training reads them), piece by piece,
+        read ahead of the caller by a background thread."""
         return prefetched(self._rows(epoch, only))
 
     def _rows(self, epoch: int | None, only: set[int] | None) -> Iterator[np.ndarray]:
@@ -668,6 +696,7 @@ class TableDataModule(RegressionDataModule):
         features: Sequence[Any] | None = None,
         split_column: str | None = None,
         missing: str = "error",
+        precision: str = "32-true",
         train_fraction: float,
         val_fraction: float,
         test_fraction: float,
@@ -678,7 +707,7 @@ class TableDataModule(RegressionDataModule):
         steps_per_execution)."""
         source = TableSource(
             path, target, features, split_column, missing,
-            (train_fraction, val_fraction, test_fraction), seed,
+            (train_fraction, val_fraction, test_fraction), seed, precision,
         )  # fmt: skip
         super().__init__(source, seed=seed, **serving)
         self.save_hyperparameters()

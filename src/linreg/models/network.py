@@ -171,6 +171,8 @@ def network_from_checkpoint(checkpoint: Mapping[str, Any], path: Path | str) -> 
         for key, value in checkpoint["state_dict"].items()
         if key.startswith(CHECKPOINT_PREFIX)
     }
+    if any(value.dtype == torch.float64 for value in state.values()):
+        network.double()  # trained under `trainer.precision=64-true`: served in float64 too
     try:
         network.load_state_dict(state)
     except RuntimeError as err:

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from linreg.cli import exit_on_user_error
 from linreg.config import validate
 from linreg.errors import RunFolderError
+from linreg.serve.formats import check_export
 
 
 class RunFolderGuard(Callback):
@@ -30,6 +31,14 @@ class RunFolderGuard(Callback):
         exit_on_user_error(lambda: check_run_folder(config))
 
 
+def check_config(config: DictConfig) -> None:
+    """The config's values, and the export's format and options (the format registry is
+    serving's, a layer above the config's own checks)."""
+    validate(config)
+    if config.export.enabled:
+        check_export(config.export.filename, config.export.options)
+
+
 def check_run_folder(config: DictConfig) -> None:
     if config.get("ckpt_path"):
         # Imports torch: resumes only.
@@ -41,10 +50,10 @@ def check_run_folder(config: DictConfig) -> None:
             config.hydra.overrides.task,
             OmegaConf.to_container(config.hydra.runtime.choices),
         )
-        validate(resumed)
+        check_config(resumed)
         hold_run_lock(Path(config.hydra.run.dir))
         return
-    validate(config)
+    check_config(config)
     run_dir = Path(config.hydra.run.dir)
     held = sorted(path.name for path in run_dir.iterdir()) if run_dir.is_dir() else []
     if held:

@@ -21,7 +21,6 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from omegaconf import DictConfig
 
-from linreg.config import validate
 from linreg.console import show_config, show_summary
 from linreg.data.module import RegressionDataModule
 from linreg.diagnostics.coefficients import coefficient_table
@@ -38,11 +37,13 @@ from linreg.models.metrics import evaluate, undefined_metrics
 from linreg.models.module import RegressionModule
 from linreg.models.network import Network, network_from_checkpoint
 from linreg.run.build import Built, build, require_accelerator
+from linreg.run.guard import check_config
 from linreg.run.record import StageClock, flatten_hparams
 from linreg.run.resume import resumed_config
 from linreg.run.stopping import ConvergenceStop
 from linreg.runs import CHECKPOINT_DIR, LAST_CHECKPOINT, load_checkpoint
-from linreg.serve.export import export_onnx, verify_onnx
+from linreg.serve.export import export_model, verify_model
+from linreg.serve.formats import options_of
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +92,14 @@ def train(
     scored = score(network, built.datamodule, tested.test_metrics)
     scored.notes.extend(lr_note(built.module, cfg.optimizer.lr))
     clock.lap("evaluate")
-    onnx_path = None
+    model_path = None
     if cfg.export.enabled:
-        onnx_path = output_dir / cfg.export.filename
-        scored.metrics["export/onnx_max_abs_diff"] = export_and_verify(
-            network, built.datamodule, onnx_path, cfg.export
+        model_path = output_dir / cfg.export.filename
+        scored.metrics["export/max_abs_diff"] = export_and_verify(
+            network, built.datamodule, model_path, cfg.export
         )
     clock.lap("export")
-    return record(cfg, built, tested, scored, onnx_path, clock, overrides)
+    return record(cfg, built, tested, scored, model_path, clock, overrides)
 
 
 def prepare(cfg: DictConfig, overrides: Sequence[str], choices: Mapping[str, Any]) -> DictConfig:
@@ -107,7 +108,7 @@ def prepare(cfg: DictConfig, overrides: Sequence[str], choices: Mapping[str, Any
         output_dir = cfg.paths.output_dir
         cfg = resumed_config(cfg, overrides, choices)
         cfg.paths.output_dir = output_dir
-    validate(cfg)
+    check_config(cfg)
     require_accelerator(cfg.trainer.accelerator)
     return cfg
 
@@ -254,12 +255,12 @@ def lr_note(module: RegressionModule, lr: float) -> list[str]:
 def export_and_verify(
     network: Network, datamodule: RegressionDataModule, path: Path, export: DictConfig
 ) -> float:
-    """Writes the ONNX file only once onnxruntime agrees with PyTorch on held-out rows; returns
-    the largest difference."""
+    """Writes the model file only once it agrees with PyTorch on held-out rows; returns the
+    largest difference."""
     held_out, _ = datamodule.sample("test", export.verify_batch_size)
     with atomic_path(path) as unverified:  # a rejected model never takes the name
-        export_onnx(network, unverified, export.opset)
-        return verify_onnx(unverified, network, held_out, export.atol, export.rtol)
+        export_model(network, unverified, **options_of(path.name, export.options))
+        return verify_model(unverified, network, held_out, export.atol, export.rtol)
 
 
 def _stopping(trainer: pl.Trainer) -> str:
@@ -272,7 +273,7 @@ def record(
     built: Built,
     tested: Tested,
     scored: Scored,
-    onnx_path: Path | None,
+    model_path: Path | None,
     clock: StageClock,
     overrides: Sequence[str],
 ) -> float:
@@ -304,7 +305,7 @@ def record(
         "paths": {
             "best_checkpoint": _relative(tested.best_path, output_dir),
             "last_checkpoint": _relative(last_path, output_dir) if last_path.is_file() else None,
-            "onnx": _relative(onnx_path, output_dir) if onnx_path else None,
+            "model": _relative(model_path, output_dir) if model_path else None,
         },
     }
     write_json_atomic(output_dir / "metrics.json", summary)

@@ -4,16 +4,17 @@
                       input=<file.csv | .tsv | .csv.gz | .parquet | file.npy | ->
                       [output=<file.csv | file.npy | ->] [chunk_rows=65536] [header=auto|yes|no]
 
-ONNX models run on onnxruntime and import neither torch, Lightning nor Hydra, so they start fast;
-checkpoints run on plain PyTorch. Output has one column per target. A file output is written to a
-temporary file and renamed at the end, so a failed run never leaves a partial file behind.
+A model is loaded through the registry of model formats (`serve/formats.py`): ONNX models run on
+onnxruntime and import neither torch, Lightning nor Hydra, so they start fast; checkpoints run on
+plain PyTorch. Rows are read in the model's precision (float32, or float64). Output has one column
+per target. A file output is written to a temporary file and renamed at the end, so a failed run
+never leaves a partial file behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import os
 import re
 import signal
@@ -29,8 +30,8 @@ from linreg.cli import exit_on_user_error
 from linreg.errors import LinregError, first_line
 from linreg.files import atomic_path
 from linreg.formats import CSV_SUFFIXES, PARQUET_SUFFIXES, parquet_files, table_suffix
-from linreg.runs import require_usable
-from linreg.serve import FEATURE_NAMES, TARGET_NAMES
+from linreg.runs import read_summary, require_usable
+from linreg.serve.formats import Predictor, load_predictor
 
 USAGE = (
     "usage: python predict.py model=<run folder|model.onnx|file.ckpt> "
@@ -82,90 +83,37 @@ def parse_args(argv: Sequence[str]) -> PredictArgs:
 # ---------------------------------------------------------------------------------------- models
 
 
-@dataclass
-class Predictor:
-    """A loaded model: how many features it takes, how many targets it gives, the function, and
-    the column names it was trained on (None for a model saved without them)."""
-
-    n_features: int
-    n_targets: int
-    predict: Callable[[np.ndarray], np.ndarray]
-    feature_names: list[str] | None = None
-    target_names: list[str] | None = None
-
-
-def load_predictor(spec: str) -> Predictor:
+def load_model(spec: str) -> Predictor:
+    """A model file, or a run folder's exported model (its record names the file)."""
     path = Path(spec)
     if not path.exists():
         raise PredictError(f"model={spec}: no such file or folder")
     if path.is_dir():
         require_usable(path, "model")
-        path = path / "model.onnx"
+        exported = ((read_summary(path) or {}).get("paths") or {}).get("model") or "model.onnx"
+        path = path / exported
         if not path.is_file():
             raise PredictError(
-                f"model={spec}: the run folder has no model.onnx; pass a .ckpt instead"
+                f"model={spec}: the run folder has no {exported}; pass a .ckpt instead"
             )
-    if path.suffix == ".onnx":
-        return _onnx_predictor(path)
-    if path.suffix in (".ckpt", ".pt", ".pth"):
-        return _checkpoint_predictor(path)
-    raise PredictError(f"model={spec}: expected a run folder, a .onnx or a .ckpt file")
-
-
-def _onnx_predictor(path: Path) -> Predictor:
-    import onnxruntime
-
-    try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as err:  # onnxruntime raises its own unexported exception types
-        raise PredictError(f"model={path} is not a valid ONNX model: {first_line(err)}") from err
-    (model_input,), (model_output,) = session.get_inputs(), session.get_outputs()
-    metadata = session.get_modelmeta().custom_metadata_map
-    names = [json.loads(metadata[key]) if key in metadata else None
-             for key in (FEATURE_NAMES, TARGET_NAMES)]  # fmt: skip
-    return Predictor(
-        n_features=model_input.shape[1],
-        n_targets=model_output.shape[1],
-        predict=lambda rows: session.run(None, {model_input.name: rows})[0],
-        feature_names=names[0],
-        target_names=names[1],
-    )
-
-
-def _checkpoint_predictor(path: Path) -> Predictor:
-    import torch
-
-    from linreg.models.network import network_from_checkpoint
-    from linreg.runs import load_checkpoint
-
-    checkpoint = load_checkpoint(path)
-    try:
-        network = network_from_checkpoint(checkpoint, path)
-    except (KeyError, RuntimeError, TypeError) as err:
-        raise PredictError(f"model={path} is not a linreg checkpoint: {first_line(err)}") from err
-
-    def predict(rows: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return network(torch.from_numpy(rows)).numpy()
-
-    return Predictor(
-        network.n_features, network.n_targets, predict, network.feature_names, network.target_names
-    )
+    return load_predictor(path)
 
 
 # ----------------------------------------------------------------------------------------- input
 
 
-def read_chunks(args: PredictArgs, n_features: int) -> Iterator[np.ndarray]:
-    """float32 chunks of at most `chunk_rows` rows, columns taken by position: a .npy array, or a
-    CSV (a file, optionally .gz, or stdin) read by pyarrow. CSV text is UTF-8 (a byte-order mark
-    is allowed); blank lines are not rows."""
+def read_chunks(
+    args: PredictArgs, n_features: int, dtype: type = np.float32
+) -> Iterator[np.ndarray]:
+    """Chunks of at most `chunk_rows` rows in the model's `dtype` (float32, or float64), columns
+    taken by position: a .npy array, or a CSV (a file, optionally .gz, or stdin) read by pyarrow.
+    CSV text is UTF-8 (a byte-order mark is allowed); blank lines are not rows."""
     if args.input == "-":
         if sys.stdin is None or sys.stdin.closed:
             raise PredictError(
                 "input=-: standard input is closed; give input=<file> or pipe rows in"
             )
-        yield from _positional_csv_chunks(sys.stdin.buffer, "stdin", ",", n_features, args)
+        yield from _positional_csv_chunks(sys.stdin.buffer, "stdin", ",", n_features, args, dtype)
         return
     path = Path(args.input)
     if not path.is_file():
@@ -173,7 +121,7 @@ def read_chunks(args: PredictArgs, n_features: int) -> Iterator[np.ndarray]:
     if path.stat().st_size == 0:
         raise PredictError(f"input={args.input} is empty")
     if path.suffix == ".npy":
-        yield from _npy_chunks(path, n_features, args.chunk_rows)
+        yield from _npy_chunks(path, n_features, args.chunk_rows, dtype)
         return
     import pyarrow as pa
 
@@ -182,14 +130,20 @@ def read_chunks(args: PredictArgs, n_features: int) -> Iterator[np.ndarray]:
         text = pa.CompressedInputStream(raw, "gzip") if suffix.endswith(".gz") else raw
         delimiter = "\t" if suffix.startswith(".tsv") else ","
         read = 0
-        for chunk in _positional_csv_chunks(text, args.input, delimiter, n_features, args):
+        chunks = _positional_csv_chunks(text, args.input, delimiter, n_features, args, dtype)
+        for chunk in chunks:
             advance(raw.tell() - read)
             read = raw.tell()
             yield chunk
 
 
 def _positional_csv_chunks(
-    source: IO[bytes], name: str, delimiter: str, n_features: int, args: PredictArgs
+    source: IO[bytes],
+    name: str,
+    delimiter: str,
+    n_features: int,
+    args: PredictArgs,
+    dtype: np.dtype,
 ) -> Iterator[np.ndarray]:
     """A CSV's rows, the model's features by position. pyarrow reads the cells as text in blocks,
     serially (so that its errors name the line); they are converted here, so that a cell that is
@@ -214,7 +168,7 @@ def _positional_csv_chunks(
             for batch in reader:
                 if rows == 0 and args.header == "auto" and _is_header(batch):
                     batch, header_lines = batch.slice(1), 1
-                chunk = _numbers_of(batch, header_lines + rows, name)
+                chunk = _numbers_of(batch, header_lines + rows, name, dtype)
                 for start in range(0, len(chunk), args.chunk_rows):
                     yield chunk[start : start + args.chunk_rows]
                 rows += len(chunk)
@@ -241,19 +195,20 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _numbers_of(batch: Any, lines_before: int, name: str) -> np.ndarray:
-    """The batch's cells (text) as float32; the first cell that is not a finite number is named
+def _numbers_of(batch: Any, lines_before: int, name: str, dtype: np.dtype) -> np.ndarray:
+    """The batch's cells (text) as `dtype`; the first cell that is not a finite number is named
     by its line and column."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    as_type = pa.from_numpy_dtype(dtype)
     values = []
     for index, column in enumerate(batch.columns):
         trimmed = pc.utf8_trim_whitespace(column)
         try:
-            values.append(pc.cast(trimmed, pa.float32()).to_numpy(zero_copy_only=False))
+            values.append(pc.cast(trimmed, as_type).to_numpy(zero_copy_only=False))
         except pa.ArrowInvalid:
-            row = _first_not_a_number(trimmed)
+            row = _first_not_a_number(trimmed, as_type)
             raise PredictError(
                 f"input={name} line {lines_before + row + 1}, column {index + 1}: "
                 f"{trimmed[row].as_py()!r} is not a number"
@@ -270,7 +225,7 @@ def _numbers_of(batch: Any, lines_before: int, name: str) -> np.ndarray:
     return chunk
 
 
-def _first_not_a_number(column: Any) -> int:
+def _first_not_a_number(column: Any, as_type: Any) -> int:
     """The index of the first cell pyarrow cannot convert, by halving: each try is one cast."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -279,7 +234,7 @@ def _first_not_a_number(column: Any) -> int:
     while high - low > 1:
         middle = (low + high) // 2
         try:
-            pc.cast(column.slice(low, middle - low), pa.float32())
+            pc.cast(column.slice(low, middle - low), as_type)
         except pa.ArrowInvalid:
             high = middle
         else:
@@ -308,7 +263,9 @@ def _unreadable_csv(error: Exception, lines: int, name: str, n_features: int) ->
     return PredictError(f"input={name} is not a readable CSV: {first_line(error)}")
 
 
-def _npy_chunks(path: Path, n_features: int, chunk_rows: int) -> Iterator[np.ndarray]:
+def _npy_chunks(
+    path: Path, n_features: int, chunk_rows: int, dtype: np.dtype
+) -> Iterator[np.ndarray]:
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
@@ -329,7 +286,7 @@ def _npy_chunks(path: Path, n_features: int, chunk_rows: int) -> Iterator[np.nda
         raise PredictError(f"input={path} holds no data rows")
     with _progress(len(array)) as advance:
         for start in range(0, len(array), chunk_rows):
-            chunk = np.ascontiguousarray(array[start : start + chunk_rows], dtype=np.float32)
+            chunk = np.ascontiguousarray(array[start : start + chunk_rows], dtype=dtype)
             bad = np.argwhere(~np.isfinite(chunk))
             if len(bad):
                 row, column = bad[0]
@@ -421,8 +378,10 @@ def _csv_header(path: Path, delimiter: str) -> list[str] | None:
         return None
 
 
-def read_named_chunks(path: Path, names: list[str], chunk_rows: int) -> Iterator[np.ndarray]:
-    """float32 chunks of the named columns, in the model's order, read by pyarrow in pieces."""
+def read_named_chunks(
+    path: Path, names: list[str], chunk_rows: int, dtype: np.dtype
+) -> Iterator[np.ndarray]:
+    """`dtype` chunks of the named columns, in the model's order, read by pyarrow in pieces."""
     import pyarrow as pa
 
     rows = 0
@@ -436,7 +395,7 @@ def read_named_chunks(path: Path, names: list[str], chunk_rows: int) -> Iterator
                         f"in rows {rows + 1}-{rows + len(batch)}"
                     )
             chunk = np.column_stack([c.to_numpy(zero_copy_only=False) for c in columns])
-            chunk = chunk.astype(np.float32, copy=False)
+            chunk = chunk.astype(dtype, copy=False)
             if not np.isfinite(chunk).all():
                 row, column = np.argwhere(~np.isfinite(chunk))[0]
                 raise PredictError(
@@ -498,25 +457,30 @@ def write_predictions(
 
 
 def _write_csv(chunks: Iterator[np.ndarray], handle: IO[str], header: list[str] | None) -> int:
+    """Numbers with the digits that give them back exactly: 9 for float32, 17 for float64."""
     if header:  # quoted as CSV needs: a target named `price, usd` is one column
         csv.writer(handle, lineterminator="\n").writerow(header)
     rows = 0
     for chunk in chunks:
-        np.savetxt(handle, chunk, delimiter=",", fmt="%.9g")
+        digits = 17 if chunk.dtype == np.float64 else 9
+        np.savetxt(handle, chunk, delimiter=",", fmt=f"%.{digits}g")
         rows += len(chunk)
     return rows
 
 
 def _write_npy(chunks: Iterator[np.ndarray], handle: IO[bytes], tmp: Path, n_targets: int) -> int:
-    """Rows are not known up front: stream raw float32 to a side file, then add the .npy header."""
+    """Rows are not known up front: stream the raw numbers (the model's float32 or float64) to a
+    side file, then add the .npy header."""
     raw = tmp.with_suffix(".raw")
     try:
-        rows = 0
+        rows, dtype = 0, np.dtype(np.float32)
         with raw.open("wb") as side:
             for chunk in chunks:
-                side.write(np.ascontiguousarray(chunk, dtype=np.float32).tobytes())
+                dtype = chunk.dtype
+                side.write(np.ascontiguousarray(chunk).tobytes())
                 rows += len(chunk)
-        header = {"descr": "<f4", "fortran_order": False, "shape": (rows, n_targets)}
+        descr = np.lib.format.dtype_to_descr(dtype)
+        header = {"descr": descr, "fortran_order": False, "shape": (rows, n_targets)}
         np.lib.format.write_array_header_2_0(handle, header)
         with raw.open("rb") as side:
             while block := side.read(1 << 24):
@@ -528,12 +492,14 @@ def _write_npy(chunks: Iterator[np.ndarray], handle: IO[bytes], tmp: Path, n_tar
 
 def predict(args: PredictArgs) -> int:
     """Run the whole prediction; returns the number of rows written."""
-    predictor = load_predictor(args.model)
+    predictor = load_model(args.model)
     if _by_name(args, predictor):
-        chunks = read_named_chunks(Path(args.input), predictor.feature_names, args.chunk_rows)
+        chunks = read_named_chunks(
+            Path(args.input), predictor.feature_names, args.chunk_rows, predictor.dtype
+        )
         header = predictor.target_names
     else:
-        chunks, header = read_chunks(args, predictor.n_features), None
+        chunks, header = read_chunks(args, predictor.n_features, predictor.dtype), None
     with contextlib.closing(chunks):  # the reader is closed on every way out, not at exit
         return write_predictions(
             (predictor.predict(chunk) for chunk in chunks), args.output, predictor.n_targets, header

@@ -1,0 +1,34 @@
+"""A Lightning checkpoint as a model file: read only (training writes it), run on plain PyTorch
+in the precision it was trained in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from linreg.errors import first_line
+from linreg.serve.formats import ModelFileError, Predictor
+
+
+def load(path: Path) -> Predictor:
+    import torch
+
+    from linreg.models.network import network_from_checkpoint
+    from linreg.runs import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    try:
+        network = network_from_checkpoint(checkpoint, path)
+    except (KeyError, RuntimeError, TypeError) as err:
+        raise ModelFileError(f"model={path} is not a linreg checkpoint: {first_line(err)}") from err
+
+    def predict(rows: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return network(torch.from_numpy(rows)).numpy()
+
+    dtype = np.dtype(str(network.standardize.mean.dtype).removeprefix("torch."))
+    return Predictor(
+        network.n_features, network.n_targets, dtype, predict,
+        network.feature_names, network.target_names,
+    )  # fmt: skip
