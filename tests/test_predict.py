@@ -134,9 +134,9 @@ def test_positional_csv_is_read_as_a_csv_reader_reads_it(
     np.testing.assert_allclose(predictions, expected, rtol=1e-6, atol=1e-5)
 
 
-def test_header_yes_skips_a_first_line_of_numbers(trained_run: Path, features: np.ndarray) -> None:
+def test_header_skip_skips_a_first_line_of_numbers(trained_run: Path, features: np.ndarray) -> None:
     text = _text(features[:5], "{}")
-    result = predict(f"model={trained_run}", "input=-", "header=yes", stdin=text)
+    result = predict(f"model={trained_run}", "input=-", "header=skip", stdin=text)
     assert result.returncode == 0, result.stderr
     expected = torch_predictions(best_checkpoint(trained_run), features[1:5])
     predictions = np.loadtxt(result.stdout.splitlines(), delimiter=",", ndmin=2)

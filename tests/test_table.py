@@ -291,6 +291,53 @@ def test_predict_picks_the_models_columns_by_name_in_any_order(
         np.testing.assert_allclose(predicted, expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("c,bb,a", "lacks the model's columns 'b' (closest: 'bb'); its header has c, bb, a "
+                   "(header=skip takes the columns by position)"),
+        ("A,b,c", "lacks the model's columns 'a' (closest: 'A'); its header has A, b, c "
+                  "(header=skip takes the columns by position)"),
+        ("a,b,a,c", "has duplicate column names: a; rename them"),
+    ],
+    ids=["misnamed", "other-case", "duplicates"],
+)  # fmt: skip
+def test_predict_never_reads_a_header_that_misnames_the_models_columns_by_position(
+    table_run: Path, tmp_path: Path, header: str, message: str
+) -> None:
+    # As wide as the model's features: such a header used to be skipped, and the columns taken
+    # by position (wrong predictions, exit 0).
+    path = tmp_path / "misnamed.csv"
+    width = len(header.split(","))
+    path.write_text(header + "\n" + ",".join(["1.0"] * width) + "\n")
+    piped = [("input=-", path.read_text())] if width == 3 else []  # wider: a width error first
+    for source, stdin in [(f"input={path}", None), *piped]:
+        result = run_cli([f"model={table_run}", source], None, script="predict.py", stdin=stdin)
+        assert result.returncode == 1
+        assert message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not result.stdout
+
+
+def test_predict_matches_names_with_spaces_and_a_piped_header_by_name(
+    table_run: Path, tmp_path: Path
+) -> None:
+    columns = rows(20, seed=11)
+    plain = write_csv(tmp_path / "plain.csv", {k: columns[k] for k in ("a", "b", "c")})
+    expected = run_predict(f"model={table_run}", f"input={plain}")
+    assert expected.returncode == 0, expected.stderr
+    lines = plain.read_text().splitlines()
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text("\n".join([" a , b ,c ", *lines[1:]]) + "\n")
+    reordered = "\n".join(["c,a,b"] + [",".join(np.array(line.split(","))[[2, 0, 1]])
+                                          for line in lines[1:]]) + "\n"  # fmt: skip
+    for source, stdin in ((f"input={spaced}", None), ("input=-", reordered)):
+        result = run_cli([f"model={table_run}", source], None, script="predict.py", stdin=stdin)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[-20:] == expected.stdout.splitlines()[-20:]
+    skipped = run_predict(f"model={table_run}", f"input={tmp_path / 'plain.csv'}", "header=skip")
+    assert skipped.stdout.splitlines() == expected.stdout.splitlines()[1:]
+
+
 def test_predict_names_the_columns_a_table_lacks(table_run: Path, tmp_path: Path) -> None:
     write_csv(tmp_path / "partial.csv", {"a": np.ones(3), "c": np.ones(3)})
     result = run_predict(f"model={table_run}", f"input={tmp_path / 'partial.csv'}")

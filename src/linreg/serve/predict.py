@@ -2,7 +2,8 @@
 
     python predict.py model=<run folder | model.onnx | file.ckpt>
                       input=<file.csv | .tsv | .csv.gz | .parquet | file.npy | ->
-                      [output=<file.csv | file.npy | ->] [chunk_rows=65536] [header=auto|yes|no]
+                      [output=<file.csv | file.npy | ->] [chunk_rows=65536]
+                      [header=auto|yes|no|skip]
 
 A model is loaded through the registry of model formats (`serve/formats.py`): ONNX models run on
 onnxruntime and import neither torch, Lightning nor Hydra, so they start fast; checkpoints run on
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import difflib
 import os
 import re
 import signal
@@ -36,9 +38,9 @@ from linreg.serve.formats import Predictor, load_predictor
 USAGE = (
     "usage: python predict.py model=<run folder|model.onnx|file.ckpt> "
     "input=<file.csv|.tsv|.csv.gz|.parquet|file.npy|-> "
-    "[output=<file.csv|file.npy|->] [chunk_rows=65536] [header=auto|yes|no]"
+    "[output=<file.csv|file.npy|->] [chunk_rows=65536] [header=auto|yes|no|skip]"
 )
-HEADER_CHOICES = ("auto", "yes", "no")
+HEADER_CHOICES = ("auto", "yes", "no", "skip")
 CSV_BLOCK_BYTES = 1 << 20  # CSV text parsed at a time; a row of numbers never comes near it
 PROGRESS_MIN_BYTES = 50_000_000
 STOPPED_STATUSES = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # the shell's statuses for them
@@ -103,17 +105,24 @@ def load_model(spec: str) -> Predictor:
 
 
 def read_chunks(
-    args: PredictArgs, n_features: int, dtype: type = np.float32
+    args: PredictArgs,
+    n_features: int,
+    dtype: type = np.float32,
+    predictor: Predictor | None = None,
 ) -> Iterator[np.ndarray]:
     """Chunks of at most `chunk_rows` rows in the model's `dtype` (float32, or float64), columns
     taken by position: a .npy array, or a CSV (a file, optionally .gz, or stdin) read by pyarrow.
-    CSV text is UTF-8 (a byte-order mark is allowed); blank lines are not rows."""
+    CSV text is UTF-8 (a byte-order mark is allowed); blank lines are not rows. A header read here
+    (standard input's) is checked against `predictor`'s feature names and its columns reordered
+    by them; without a predictor it is skipped."""
     if args.input == "-":
         if sys.stdin is None or sys.stdin.closed:
             raise PredictError(
                 "input=-: standard input is closed; give input=<file> or pipe rows in"
             )
-        yield from _positional_csv_chunks(sys.stdin.buffer, "stdin", ",", n_features, args, dtype)
+        yield from _positional_csv_chunks(
+            sys.stdin.buffer, "stdin", ",", n_features, args, dtype, predictor
+        )
         return
     path = Path(args.input)
     if not path.is_file():
@@ -130,7 +139,9 @@ def read_chunks(
         text = pa.CompressedInputStream(raw, "gzip") if suffix.endswith(".gz") else raw
         delimiter = "\t" if suffix.startswith(".tsv") else ","
         read = 0
-        chunks = _positional_csv_chunks(text, args.input, delimiter, n_features, args, dtype)
+        chunks = _positional_csv_chunks(
+            text, args.input, delimiter, n_features, args, dtype, predictor
+        )
         for chunk in chunks:
             advance(raw.tell() - read)
             read = raw.tell()
@@ -144,16 +155,17 @@ def _positional_csv_chunks(
     n_features: int,
     args: PredictArgs,
     dtype: np.dtype,
+    predictor: Predictor | None,
 ) -> Iterator[np.ndarray]:
-    """A CSV's rows, the model's features by position. pyarrow reads the cells as text in blocks,
-    serially (so that its errors name the line); they are converted here, so that a cell that is
-    not a number is named by its line and column. Lines are counted as pyarrow counts them:
-    the header is one, blank lines are none."""
+    """A CSV's rows, the model's features by position (or by a header's names, see read_chunks).
+    pyarrow reads the cells as text in blocks, serially (so that its errors name the line); they
+    are converted here, so that a cell that is not a number is named by its line and column.
+    Lines are counted as pyarrow counts them: the header is one, blank lines are none."""
     import pyarrow as pa
     import pyarrow.csv as csv
 
     columns = [f"column {i}" for i in range(1, n_features + 1)]
-    header_lines = int(args.header == "yes")
+    header_lines = int(args.header == "skip")
     options = {
         "read_options": csv.ReadOptions(
             column_names=columns, skip_rows=header_lines,
@@ -163,11 +175,20 @@ def _positional_csv_chunks(
         "convert_options": csv.ConvertOptions(column_types=dict.fromkeys(columns, pa.string())),
     }  # fmt: skip
     rows = 0  # data rows read before the current block
+    order = None  # the header's position of each feature, where a header names them
     try:
         with csv.open_csv(source, **options) as reader:
             for batch in reader:
-                if rows == 0 and args.header == "auto" and _is_header(batch):
+                if (
+                    rows == 0
+                    and not header_lines
+                    and len(batch)
+                    and (args.header == "yes" or (args.header == "auto" and _is_header(batch)))
+                ):
+                    order = _header_order(batch, predictor, args)
                     batch, header_lines = batch.slice(1), 1
+                if order is not None:
+                    batch = batch.select(order)
                 chunk = _numbers_of(batch, header_lines + rows, name, dtype)
                 for start in range(0, len(chunk), args.chunk_rows):
                     yield chunk[start : start + args.chunk_rows]
@@ -176,6 +197,16 @@ def _positional_csv_chunks(
         raise _unreadable_csv(err, header_lines + rows, name, n_features) from None
     if rows == 0:
         raise PredictError(f"input={name} holds no data rows")
+
+
+def _header_order(batch: Any, predictor: Predictor | None, args: PredictArgs) -> list[int] | None:
+    """Where each of the model's features is in a header read with the rows (checked as a file's
+    header is); None without a predictor (the header is then only skipped)."""
+    if predictor is None:
+        return None
+    cells = [column[0].as_py().strip() for column in batch.columns]
+    check_header(cells, predictor, args)
+    return [cells.index(feature) for feature in predictor.feature_names]
 
 
 def _is_header(batch: Any) -> bool:
@@ -314,28 +345,43 @@ def _progress(total: int) -> Iterator[Callable[[int], object]]:
 
 
 def _by_name(args: PredictArgs, predictor: Predictor) -> bool:
-    """Whether to choose the input's columns by name: a Parquet table always; a CSV file whose
-    first line is a header of names that holds the model's features (in any order, among others).
-    A header of the model's width that does not name its features is skipped, and the columns are
-    taken by position, as for a CSV without one; a narrower or wider header must name them."""
-    path = Path(args.input)
-    names = _header_names(path, args)
+    """Whether to choose the input's columns by name: a Parquet table always, a CSV file with a
+    header always (`header=skip` skips its first line and takes the columns by position)."""
+    names = _header_names(Path(args.input), args)
     if names is None:
         return False
+    check_header(names, predictor, args)
+    return True
+
+
+def check_header(names: list[str], predictor: Predictor, args: PredictArgs) -> None:
+    """A header holds every feature of the model once, in any order, among other columns (the
+    target, say); one that does not is an error naming what it lacks and the header's closest
+    name for it, never read by position (a misnamed column would be predicted from silently)."""
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise PredictError(
+            f"input={args.input} has duplicate column names: {', '.join(duplicates)}; rename "
+            "them so that each column is found by name"
+        )
     wanted = predictor.feature_names
-    missing = [name for name in wanted or () if name not in names]
-    if wanted and not missing:
-        return True
-    if table_suffix(path) in CSV_SUFFIXES and len(names) == predictor.n_features:
-        return False
     if not wanted:
         raise PredictError(
             f"input={args.input} has columns by name, but model={args.model} records no names: "
-            f"give its {predictor.n_features} features by position"
+            f"give its {predictor.n_features} features by position (header=skip)"
         )
+    missing = [name for name in wanted if name not in names]
+    if not missing:
+        return
+    others = {name.lower(): name for name in names if name not in wanted}
+    lacking = []
+    for name in missing:
+        close = difflib.get_close_matches(name.lower(), list(others), n=1, cutoff=0.6)
+        lacking.append(f"{name!r} (closest: {others[close[0]]!r})" if close else repr(name))
     raise PredictError(
-        f"input={args.input} lacks the model's columns {', '.join(missing)} "
-        f"(it has {', '.join(names[:20])}{', ...' if len(names) > 20 else ''})"
+        f"input={args.input} lacks the model's columns {', '.join(lacking)}; its header has "
+        f"{', '.join(names[:20])}{', ...' if len(names) > 20 else ''} (header=skip takes the "
+        "columns by position)"
     )
 
 
@@ -351,7 +397,7 @@ def _header_names(path: Path, args: PredictArgs) -> list[str] | None:
         if not files:
             raise PredictError(f"input={args.input} is a folder with no .parquet files")
         return list(pq.read_schema(files[0]).names)
-    if suffix not in CSV_SUFFIXES or args.header == "no" or path.stat().st_size == 0:
+    if suffix not in CSV_SUFFIXES or args.header in ("no", "skip") or path.stat().st_size == 0:
         return None
     names = _csv_header(path, "\t" if suffix.startswith(".tsv") else ",")
     if names is None:
@@ -420,7 +466,8 @@ def _record_batches(path: Path, names: list[str], chunk_rows: int) -> Iterator[o
 
         delimiter = "\t" if suffix.startswith(".tsv") else ","
         yield from csv.open_csv(
-            path,
+            path,  # named as the header check read them: without spaces around the names
+            read_options=csv.ReadOptions(column_names=_csv_header(path, delimiter), skip_rows=1),
             parse_options=csv.ParseOptions(delimiter=delimiter),
             convert_options=csv.ConvertOptions(
                 include_columns=names, column_types=dict.fromkeys(names, pa.float64())
@@ -499,7 +546,8 @@ def predict(args: PredictArgs) -> int:
         )
         header = predictor.target_names
     else:
-        chunks, header = read_chunks(args, predictor.n_features, predictor.dtype), None
+        chunks = read_chunks(args, predictor.n_features, predictor.dtype, predictor)
+        header = None
     with contextlib.closing(chunks):  # the reader is closed on every way out, not at exit
         return write_predictions(
             (predictor.predict(chunk) for chunk in chunks), args.output, predictor.n_targets, header
