@@ -193,12 +193,22 @@ def test_large_csv_streams_in_chunks_with_bounded_memory(trained_run: Path, tmp_
         ("1,2,3\n", "input={csv} line 1 has 3 columns; the model takes 8 features"),
         ("1,2,3,4,5,6,7,8\n1,2,x,4,5,6,7,8\n", "input={csv} line 2, column 3: 'x' is not a number"),
         (
-            "a,b,c,d,e,f,g,h\n1,2,3,4,5,6,7,8\n1,2,3,nan,5,6,7,8\n",
-            "input={csv} line 3, column 4: 'nan' is not finite",
+            "1,2,3,4,5,6,7,8\n1,2,3,nan,5,6,7,8\n",
+            "input={csv} line 2, column 4: 'nan' is not finite",
+        ),
+        (
+            "x0,x1,x2,x3,x4,x5,x6,x7\n1,2,3,4,5,6,7,8\n1,2,3,nan,5,6,7,8\n",
+            "input={csv}: column 'x3' has 1 missing values in rows 1-2",
         ),
         ("1,2,3,4,5,6,7,inf\n", "input={csv} line 1, column 8: 'inf' is not finite"),
         ("", "input={csv} is empty"),
-        ("a,b,c,d,e,f,g,h\n", "input={csv} holds no data rows"),
+        ("x0,x1,x2,x3,x4,x5,x6,x7\n", "input={csv} holds no data rows"),
+        (
+            "a,b,c,d,e,f,g,h\n1,2,3,4,5,6,7,8\n",
+            "input={csv} lacks the model's columns 'x0', 'x1', 'x2', 'x3', 'x4', 'x5', 'x6', "
+            "'x7'; its header has a, b, c, d, e, f, g, h (header=skip takes the columns by "
+            "position)",
+        ),
     ],
 )
 def test_bad_csv_is_one_line_exit_1_and_leaves_no_output_file(

@@ -286,3 +286,26 @@ def test_every_entry_point_refuses_a_malicious_checkpoint_without_running_it(
         "values, which could run code (checkpoints are loaded with weights_only=True)"
     )
     assert not marker.exists()
+
+
+def test_a_checkpoint_of_another_network_than_the_saved_config_is_refused_writing_nothing(
+    uninterrupted: Path, tmp_path: Path
+) -> None:
+    # The run's saved config edited to name an MLP: resuming used to fail loading the linear
+    # network's weights with a state_dict traceback, after writing .hydra/resumed/ and events.
+    run_dir = tmp_path / "edited"
+    shutil.copytree(uninterrupted, run_dir)
+    saved = run_dir / ".hydra" / "config.yaml"
+    text = saved.read_text()
+    assert "_target_: linreg.models.linear.LinearRegressor" in text
+    saved.write_text(text.replace("_target_: linreg.models.linear.LinearRegressor",
+                                  "_target_: linreg.models.mlp.MLP"))  # fmt: skip
+    before = tree_digest(run_dir)
+    result = run_cli([f"ckpt_path={run_dir}", "trainer.max_epochs=4"], None)
+    assert_one_line_error(
+        result,
+        "holds another network than its run's config names: model.net._target_="
+        "linreg.models.mlp.MLP (the checkpoint's: linreg.models.linear.LinearRegressor); resume "
+        "with the config it was trained with",
+    )
+    assert tree_digest(run_dir) == before

@@ -124,6 +124,30 @@ def test_optuna_search_runs_n_trials_and_resumes_from_storage_without_repeating(
 
 
 @pytest.mark.slow
+def test_a_trial_killed_mid_search_is_run_again_and_not_counted_as_done(tmp_path: Path) -> None:
+    import optuna
+
+    from hydra_plugins.linreg_optuna_sweeper.optuna_sweeper import distribution
+
+    first = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=2")
+    assert first.returncode == 0, first.stderr
+    # A third trial the search started and was killed in (SIGKILL leaves it RUNNING).
+    study = optuna.load_study(study_name="linreg", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    params = OmegaConf.load(ROOT / "conf" / "hparams_search" / "optuna.yaml").hydra.sweeper.params
+    space = {name: distribution(name, dict(spec)) for name, spec in params.items()}
+    study.enqueue_trial({"optimizer": "adam", "optimizer.lr": 0.05, "data.batch_size": 64})
+    killed = study.ask(space)
+    assert killed.params["optimizer"] == "adam"
+
+    resumed = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "2 trials done, 1 to run" in resumed.stdout + resumed.stderr
+    assert job_names(tmp_path)[-1] == "3-optimizer=adam,lr=0.05,batch_size=64"  # its settings
+    again = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3")
+    assert "3 trials done, 0 to run" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
 def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_cores_each(tmp_path: Path) -> None:
     result = sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2")
     assert result.returncode == 0, result.stderr

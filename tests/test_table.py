@@ -343,7 +343,8 @@ def test_predict_names_the_columns_a_table_lacks(table_run: Path, tmp_path: Path
     result = run_predict(f"model={table_run}", f"input={tmp_path / 'partial.csv'}")
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"error: input={tmp_path / 'partial.csv'} lacks the model's columns b (it has a, c)"
+        f"error: input={tmp_path / 'partial.csv'} lacks the model's columns 'b'; its header has "
+        "a, c (header=skip takes the columns by position)"
     )
 
 
@@ -693,6 +694,8 @@ def test_a_table_too_small_for_its_held_out_splits_is_refused_naming_the_way_out
         in (result.stderr)
     )
     assert len(result.stderr.strip().splitlines()) == 1
+    # Nothing about a run that does not happen: no `config <run folder>/...` line, no folder.
+    assert result.stdout == "" and not (tmp_path / "run").exists()
 
 
 def test_an_exact_fit_trains_tests_and_reports_a_finite_gap(tmp_path: Path) -> None:
@@ -712,3 +715,49 @@ def test_an_exact_fit_trains_tests_and_reports_a_finite_gap(tmp_path: Path) -> N
                for note in summary["notes"])  # fmt: skip
     assert summary["coefficients"]["y"]["x"]["least_squares"] == 2.0
     assert (tmp_path / "run" / "model.onnx").is_file()
+
+
+def test_a_table_too_wide_for_memory_is_refused_from_its_header_before_any_row_is_read(
+    tmp_path: Path,
+) -> None:
+    # 100,000 columns: the least-squares and decorrelation matrices alone would take 480 GB
+    # (the run used to grow for minutes; finding duplicate names alone took 6 minutes).
+    from linreg.config.validation import physical_memory_bytes
+
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"c{i}" for i in range(100_000)) + ",y\n" + "1," * 100_000 + "2\n")
+    with pytest.raises(ConfigError) as info:
+        source(path, target="y")
+    assert str(info.value) == (
+        f"data.features: {path} has 100,000 feature columns; a model that wide needs about 480 "
+        "GB for its feature-by-feature matrices (least squares, decorrelation), and this machine "
+        f"has {physical_memory_bytes() / 1e9:.3g} GB: choose fewer columns with "
+        "data.features=[...]"
+    )
+
+
+@pytest.mark.parametrize("layout", ["csv", "npy"])
+def test_a_table_changed_while_streamed_is_one_line_naming_it_and_the_way_back(
+    tmp_path: Path, layout: str
+) -> None:
+    # Another schema written over the CSV, the .npy cut short: an ArrowKeyError and a memory-map
+    # ValueError used to end the run as tracebacks.
+    if layout == "csv":
+        path = write_csv(tmp_path / "houses.csv", rows(200))
+        table = source(path)
+        streams = table.stream(16)
+        path.write_text("x,y\n1,2\n")
+        what = "Column 'a' in include_columns does not exist in CSV file"
+    else:
+        path = tmp_path / "houses.npy"
+        np.save(path, np.random.default_rng(0).normal(size=(1000, 3)))
+        table = source(path, target=-1)
+        streams = table.stream(16)
+        path.write_bytes(path.read_bytes()[:4000])
+        what = "mmap length is greater than file size"
+    with pytest.raises(ConfigError) as info:
+        list(streams["train"].loader(0, torch.device("cpu")))
+    assert str(info.value) == (
+        f"data.path={path} changed while the run read it ({what}): put back the table the run "
+        "started with, then resume it (ckpt_path=<its folder>)"
+    )

@@ -27,6 +27,8 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
+# The study's count of trials an interrupted search left running (retried, not counted as run).
+INTERRUPTED = "linreg.interrupted_trials"
 
 
 @dataclass
@@ -103,12 +105,18 @@ class LinregOptunaSweeper(Sweeper):
             direction=settings["direction"],
             load_if_exists=True,
         )
-        # Trials left running by an interrupted search are retried with the same settings.
-        for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study.tell(stale.number, state=TrialState.FAIL)
-            study.enqueue_trial(stale.params, skip_if_exists=False)
-        finished = len(
-            study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+        # Trials left running by an interrupted search (killed) are retried with the same
+        # settings: the study keeps them as failed, and counts them apart so that they are not
+        # taken for trials that ran (a trial that crashed or diverged did run, and counts).
+        stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        for trial in stale:
+            study.tell(trial.number, state=TrialState.FAIL)
+            study.enqueue_trial(trial.params, skip_if_exists=False)
+        interrupted = study.user_attrs.get(INTERRUPTED, 0) + len(stale)
+        study.set_user_attr(INTERRUPTED, interrupted)
+        finished = (
+            len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
+            - interrupted
         )
         remaining = settings["n_trials"] - finished
         study.sampler = optuna.samplers.TPESampler(

@@ -18,6 +18,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from linreg.config.validation import (
     check_split_options,
+    check_width,
     in_memory_bytes,
     physical_memory_bytes,
     require,
@@ -78,6 +79,7 @@ class SyntheticDataConfig(DataConfig):
             "must be in [0, 1)",
         )
         require(data.target_scale > 0, "data.target_scale", data.target_scale, "must be > 0")
+        check_width(data.n_features, "data.n_features", "the synthetic data")
         shape = (data.n_samples, data.n_features, data.n_targets)
         if not data.streaming and in_memory_bytes(*shape) > physical_memory_bytes():
             raise ConfigError(f"data.n_samples={data.n_samples} {too_large_message(*shape)}")

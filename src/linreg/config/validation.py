@@ -100,6 +100,25 @@ def physical_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+# Bytes per (features + 1)^2 that a model's width costs whatever its rows: about six float64
+# matrices of features x features (the least-squares moments and their eigenvectors, the
+# decorrelation's correlation, eigenvectors and rotation, and the copies made on the way).
+WIDTH_BYTES = 48
+
+
+def check_width(n_features: int, key: str, what: str) -> None:
+    """Refuses, before any row is read, a width whose feature-by-feature matrices alone exceed
+    this machine's memory (100,000 columns: 480 GB): reading would only run out of memory."""
+    needed = WIDTH_BYTES * (n_features + 1) ** 2
+    if needed > physical_memory_bytes():
+        raise ConfigError(
+            f"{key}: {what} has {n_features:,} feature columns; a model that wide needs about "
+            f"{needed / 1e9:,.0f} GB for its feature-by-feature matrices (least squares, "
+            f"decorrelation), and this machine has {physical_memory_bytes() / 1e9:.3g} GB: choose "
+            "fewer columns with data.features=[...]"
+        )
+
+
 def too_large_message(n_rows: int, n_features: int, n_targets: int) -> str:
     needed = in_memory_bytes(n_rows, n_features, n_targets)
     return (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -23,6 +23,7 @@ import pyarrow as pa
 import torch
 
 from linreg.batches import Batch, to_device
+from linreg.config.validation import check_width
 from linreg.data.loaders import EpochShuffler, derived_seed, prefetched
 from linreg.data.module import RegressionDataModule
 from linreg.data.source import SPLITS, RegressionSource
@@ -178,7 +179,7 @@ class TableSource(RegressionSource):
             names = self._column_names()
         except (pa.ArrowInvalid, OSError, ValueError) as err:
             raise _readable(err, self.path) from err
-        duplicates = sorted({name for name in names if names.count(name) > 1})
+        duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
         if duplicates:
             raise ConfigError(
                 f"data.path={self.path} has duplicate column names: {', '.join(duplicates)}; "
@@ -204,6 +205,7 @@ class TableSource(RegressionSource):
         if not self.feature_names:
             raise ConfigError(f"data.features: {self.path} has no columns left to use as features")
         self.n_features = len(self.feature_names)
+        check_width(self.n_features, "data.features", str(self.path))
         self.n_targets = len(self.target_names)
         self.columns = [*self.feature_names, *self.target_names]
         # What is read from the file: the run's columns, and the split column where there is one.
@@ -356,6 +358,11 @@ class TableSource(RegressionSource):
                 yield from self._numpy_pieces(epoch, only, dtype)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
             raise _readable(err, self.path) from err
+        except (KeyError, ValueError) as err:  # columns gone, a memory map past the file's end
+            raise ConfigError(
+                f"data.path={self.path} changed while the run read it ({first_line(err)}): put "
+                "back the table the run started with, then resume it (ckpt_path=<its folder>)"
+            ) from err
 
     def _csv_pieces(self, dtype: type) -> Iterator[Piece]:
         """Pieces of about PIECE_ROWS rows, joined from small blocks: pyarrow's reader holds some

@@ -76,8 +76,8 @@ def train(
     clock = StageClock()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
+    built = build(cfg)  # reads the data: its refusals come before the run announces itself
     show_config(cfg, output_dir)
-    built = build(cfg)
     clock.lap("setup")
     fit(built, cfg.ckpt_path, output_dir)
     clock.lap("fit")
@@ -259,7 +259,7 @@ def export_and_verify(
     largest difference."""
     held_out, _ = datamodule.sample("test", export.verify_batch_size)
     with atomic_path(path) as unverified:  # a rejected model never takes the name
-        export_model(network, unverified, **options_of(path.name, export.options))
+        export_model(network, unverified, **options_of(path.name, export.get("options") or {}))
         return verify_model(unverified, network, held_out, export.atol, export.rtol)
 
 

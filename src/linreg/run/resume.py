@@ -92,6 +92,35 @@ def check_checkpoint_fits(checkpoint: Mapping[str, Any], run_cfg: DictConfig, pa
             f"{path} was not trained on the data of the run it lies in ({run_dir_of(path)}): "
             f"it was trained with data.{', data.'.join(differ)}"
         )
+    _check_network_fits(checkpoint, run_cfg, path)
+
+
+def _check_network_fits(checkpoint: Mapping[str, Any], run_cfg: DictConfig, path: Path) -> None:
+    """Refuses a checkpoint of another network than the run's config names (a config edited, a
+    checkpoint copied in), before anything is built or written: loading its weights into the
+    config's network would fail with a state_dict traceback."""
+    saved = (checkpoint.get("hyper_parameters") or {}).get("net") or {}
+    net = OmegaConf.select(run_cfg, "model.net")
+    if not saved or net is None:
+        return
+    options = saved.get("options") or {}
+    differ = [
+        f"model.net.{key}={net[key]} (the checkpoint's: {options[key]})"
+        for key in net
+        if not key.startswith("_") and key in options and _plain(net[key]) != options[key]
+    ]
+    if net.get("_target_") != saved.get("target"):
+        differ.insert(0, f"model.net._target_={net.get('_target_')} (the checkpoint's: "
+                         f"{saved.get('target')})")  # fmt: skip
+    if differ:
+        raise RunFolderError(
+            f"{path} holds another network than its run's config names: {', '.join(differ)}; "
+            "resume with the config it was trained with"
+        )
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def _check_longer(saved: DictConfig, max_epochs: int, done: int) -> None:

@@ -21,6 +21,7 @@ import os
 import re
 import signal
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,7 +359,7 @@ def check_header(names: list[str], predictor: Predictor, args: PredictArgs) -> N
     """A header holds every feature of the model once, in any order, among other columns (the
     target, say); one that does not is an error naming what it lacks and the header's closest
     name for it, never read by position (a misnamed column would be predicted from silently)."""
-    duplicates = sorted({name for name in names if names.count(name) > 1})
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicates:
         raise PredictError(
             f"input={args.input} has duplicate column names: {', '.join(duplicates)}; rename "
