@@ -35,8 +35,8 @@ def check_config(config: DictConfig) -> None:
     """The config's values, and the export's format and options (the format registry is
     serving's, a layer above the config's own checks)."""
     validate(config)
-    if config.export.enabled:  # a run saved before export.options existed has none
-        check_export(config.export.filename, config.export.get("options") or {})
+    if config.export.enabled:
+        check_export(config.export.filename, config.export.get("options"))
 
 
 def check_run_folder(config: DictConfig) -> None:

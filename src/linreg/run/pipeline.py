@@ -259,7 +259,7 @@ def export_and_verify(
     largest difference."""
     held_out, _ = datamodule.sample("test", export.verify_batch_size)
     with atomic_path(path) as unverified:  # a rejected model never takes the name
-        export_model(network, unverified, **options_of(path.name, export.get("options") or {}))
+        export_model(network, unverified, **options_of(path.name, export.get("options")))
         return verify_model(unverified, network, held_out, export.atol, export.rtol)
 
 

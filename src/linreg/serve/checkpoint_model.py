@@ -27,8 +27,7 @@ def load(path: Path) -> Predictor:
         with torch.inference_mode():
             return network(torch.from_numpy(rows)).numpy()
 
-    dtype = np.dtype(str(network.standardize.mean.dtype).removeprefix("torch."))
     return Predictor(
-        network.n_features, network.n_targets, dtype, predict,
+        network.n_features, network.n_targets, network.standardize.mean.numpy().dtype, predict,
         network.feature_names, network.target_names,
     )  # fmt: skip

@@ -58,12 +58,13 @@ def model_format(path: Path, key: str = "model") -> ModuleType:
     return importlib.import_module(module)
 
 
-def options_of(filename: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings `export.options` holds for `filename`'s format, under its suffix (`onnx`)."""
-    return dict(options.get(Path(filename).suffix.lower().removeprefix("."), None) or {})
+def options_of(filename: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The settings `export.options` holds for `filename`'s format, under its suffix (`onnx`);
+    none where it holds none (a run saved before the key existed has no `export.options`)."""
+    return dict((options or {}).get(Path(filename).suffix.lower().removeprefix(".")) or {})
 
 
-def check_export(filename: str, options: Mapping[str, Any]) -> None:
+def check_export(filename: str, options: Mapping[str, Any] | None) -> None:
     """Before any work: a run can write `filename`'s format (a checkpoint is only ever read), and
     that format takes its `export.options`."""
     path = Path(filename)
