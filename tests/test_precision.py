@@ -66,7 +66,7 @@ def test_a_value_beyond_float32_is_named_with_the_way_out_and_read_in_double_pre
     )
     double = TableSource(str(path), "y", None, None, "error", (1.0, 0.0, 0.0), seed=0,
                          precision="64-true")  # fmt: skip
-    assert double.load()["train"][0][:, 0].tolist() == [i * 1e300 for i in range(1, 9)]
+    assert double.load()["train"][0][:, 0].tolist() == [float(f"{i}e300") for i in range(1, 9)]
 
 
 def test_a_double_precision_run_trains_exports_and_predicts_in_float64(tmp_path: Path) -> None:
