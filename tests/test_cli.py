@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -205,3 +207,20 @@ def test_a_config_naming_a_class_that_does_not_exist_says_what_is_missing() -> N
     assert "\n" not in message
     assert message.startswith("Error loading 'linreg.models.mlp.MLPRegressor': ")
     assert "No module named 'linreg.models.mlp.MLPRegressor'" in message
+
+
+def test_a_slow_stage_says_so_while_it_runs_and_how_long_it_took(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from linreg.console import progress
+
+    with progress("reading a wide table", after_s=0.05):
+        time.sleep(0.3)
+        said_while_running = capsys.readouterr().out
+    assert said_while_running == f"{'working':<17}reading a wide table ...\n"
+    ended = capsys.readouterr().out
+    assert re.fullmatch(rf"{'working':<17}reading a wide table: 0\.[3-9] s\n", ended)
+    with progress("a quick stage", after_s=0.5):
+        pass
+    time.sleep(0.6)
+    assert capsys.readouterr().out == ""

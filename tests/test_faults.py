@@ -5,8 +5,10 @@ Each case asserts the exit status, the one-line message, and that nothing alread
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import logging
 import math
 import os
 import resource
@@ -14,20 +16,22 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, ROOT, compose_config, run_cli, tree_digest
+from conftest import FAST, QUIET, ROOT, compose_config, run_cli, tree_digest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_cli import assert_one_line_error
 
 from linreg.errors import DiskWriteError, LinregError
-from linreg.files import write_json_atomic
+from linreg.files import RunLogFileHandler, write_json_atomic
+from linreg.runs import load_checkpoint
 from linreg.serve.predict import PredictArgs, read_chunks
 
 PLUGINS = Path(__file__).parent / "plugins"
@@ -303,6 +307,14 @@ def test_a_bad_value_is_one_line_and_leaves_no_run_folder(
     assert not (tmp_path / "run").exists()
 
 
+def test_a_key_left_without_a_value_is_named_and_leaves_no_run_folder(tmp_path: Path) -> None:
+    result = run_cli([*QUIET, "data=table", "data.target=y"], tmp_path / "run")
+    assert_one_line_error(
+        result, "data.path: no value given; set it on the command line (data.path=...)"
+    )
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_ctrl_c_in_training_says_how_to_resume(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
@@ -347,6 +359,94 @@ def test_a_full_disk_leaves_no_damaged_checkpoint_and_says_which_file(tmp_path: 
     )
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "failed" and "file too large writing" in record["reason"]
+
+
+@pytest.fixture(scope="module")
+def streamed_table(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """A 20,000-row `.npy` table read piece by piece: the overrides of a run over it."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(20_000, 6))
+    target = features @ np.arange(1.0, 7.0) + 0.1 * rng.normal(size=20_000)
+    path = tmp_path_factory.mktemp("table") / "table.npy"
+    np.save(path, np.column_stack([features, target]).astype(np.float32))
+    return [*QUIET, "data=table", f"data.path={path}", "data.target=-1", "data.streaming=true"]
+
+
+def assert_resumes_to_the_end(run_dir: Path, epochs: int) -> None:
+    """The last good checkpoint of a run stopped by the disk continues it to its last epoch."""
+    resumed = decoded(run([f"ckpt_path={run_dir}"]))
+    assert resumed.returncode == 0, resumed.stderr
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["epochs"] == epochs
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KB tmpfs: room for the config, the log and a few epochs' checkpoints and events."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_during_a_streamed_run_stops_it_in_one_line_and_it_resumes(
+    small_disk: Path, streamed_table: list[str]
+) -> None:
+    run_dir = small_disk / "run"
+    result = decoded(run([*streamed_table, "trainer.max_epochs=20", f"hydra.run.dir={run_dir}"]))
+    assert_one_line_error(result, "no space left on device ")
+    assert "Traceback" not in result.stdout + result.stderr
+    failed_at = result.stderr.strip().rpartition(" ")[2]
+    assert Path(failed_at).is_relative_to(run_dir)
+    kept = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # whole: written atomically
+    assert 0 <= kept["epoch"] < 19
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)
+    assert_resumes_to_the_end(run_dir, epochs=20)
+
+
+@pytest.mark.slow
+def test_a_file_size_limit_on_tensorboard_events_stops_the_run_in_one_line_naming_the_file(
+    tmp_path: Path, streamed_table: list[str]
+) -> None:
+    # Checkpoints take about 7.5 KB; the event file passes 10 KB after a few epochs.
+    run_dir = tmp_path / "run"
+    result = decoded(
+        run(
+            [*streamed_table, "trainer.max_epochs=20", f"hydra.run.dir={run_dir}"],
+            preexec_fn=limit_file_size(10_000),
+        )
+    )
+    assert_one_line_error(result, "file too large: ")
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "Exception in thread" not in result.stdout + result.stderr
+    events = Path(result.stderr.strip().rpartition(" ")[2])
+    assert events.parent == run_dir / "tensorboard" and events.name.startswith("events.out")
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record == {"status": "failed", "reason": f"file too large: {events}", "objective": None}
+    assert_resumes_to_the_end(run_dir, epochs=20)
+
+
+def test_a_full_disk_under_the_run_log_is_one_error_naming_it_then_quiet() -> None:
+    handler = RunLogFileHandler("/dev/full")  # every write: no space left on device
+    logger = logging.getLogger("linreg.test.full-disk")
+    logger.addHandler(handler)
+    try:
+        with pytest.raises(DiskWriteError, match=r"^no space left on device writing /dev/full$"):
+            logger.error("a line")
+        logger.error("the line that reports it")  # does not fail on it again
+    finally:
+        logger.removeHandler(handler)
+        with contextlib.suppress(OSError):  # its buffer still holds the line /dev/full refused
+            handler.close()
 
 
 def test_a_full_disk_at_export_leaves_no_model_file(
@@ -461,6 +561,35 @@ def test_a_code_running_checkpoint_is_refused_as_such(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------- sweeps
+
+
+@pytest.mark.slow
+def test_two_runs_started_into_one_folder_are_one_run_and_one_refusal(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    command = [sys.executable, str(ROOT / "train.py"), *FAST, f"hydra.run.dir={run_dir}"]
+    runs = [
+        subprocess.Popen(
+            [*command, f"seed={seed}"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for seed in (1, 2)
+    ]  # fmt: skip
+    results = [(process.wait(timeout=300), process.communicate()[1]) for process in runs]
+    assert sorted(status for status, _ in results) == [0, 1]
+    refusal = next(stderr for status, stderr in results if status == 1).strip()
+    assert len(refusal.splitlines()) == 1
+    assert refusal.startswith(
+        (
+            f"error: {run_dir} is being trained by process ",
+            f"error: hydra.run.dir={run_dir} already",
+        )
+    )
+    # The folder is the winner's alone: its config, log, record and checkpoints agree.
+    seed = 1 + [status for status, _ in results].index(0)
+    assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").seed == seed
+    assert json.loads((run_dir / "metrics.json").read_text())["seed"] == seed
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 5
+    assert (run_dir / "train.log").read_text().count("GPU available") == 1  # one run logged
 
 
 @pytest.mark.slow

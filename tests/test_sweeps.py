@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONF_DIR, QUIET, ROOT, run_cli
+from conftest import CONF_DIR, QUIET, ROOT, run_cli, tree_digest
 from omegaconf import OmegaConf
 
 from linreg.sweep.callbacks import launches_processes
@@ -145,6 +145,50 @@ def test_a_trial_killed_mid_search_is_run_again_and_not_counted_as_done(tmp_path
     assert job_names(tmp_path)[-1] == "3-optimizer=adam,lr=0.05,batch_size=64"  # its settings
     again = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3")
     assert "3 trials done, 0 to run" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_two_sweeps_into_one_folder_at_once_are_one_sweep_and_one_refusal(tmp_path: Path) -> None:
+    grids = ("seed=1,2", "optimizer=sgd,adam")
+    commands = [
+        [sys.executable, str(ROOT / "train.py"), "-m", *TINY, grid, f"hydra.sweep.dir={tmp_path}"]
+        for grid in grids
+    ]
+    sweeps = [
+        subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+        for command in commands
+    ]  # fmt: skip
+    results = [(process.wait(timeout=300), process.communicate()) for process in sweeps]
+    assert sorted(status for status, _ in results) == [0, 1]
+    _, (_, refusal) = next(result for result in results if result[0] == 1)
+    assert refusal.strip().startswith(f"error: {tmp_path} is being swept by process ")
+    assert len(refusal.strip().splitlines()) == 1
+    winner, loser = sorted(grids, key=lambda grid: results[grids.index(grid)][0])
+    rows = report_rows(tmp_path)
+    assert [row["status"] for row in rows] == ["completed", "completed"]
+    assert all(f" {winner.split('=')[0]}=" in row["overrides"] for row in rows)
+    assert not any(f" {loser.split('=')[0]}=" in row["overrides"] for row in rows)
+    assert len(job_names(tmp_path)) == 2
+
+
+@pytest.mark.slow
+def test_a_sweep_folder_holding_another_sweep_or_a_finished_grid_is_refused(tmp_path: Path) -> None:
+    assert sweep(tmp_path, "seed=1,2").returncode == 0
+    before = tree_digest(tmp_path)
+    other = sweep(tmp_path, "optimizer=sgd,adam")
+    assert other.returncode == 1
+    assert other.stderr.strip() == (
+        f"error: hydra.sweep.dir={tmp_path} holds another sweep ({' '.join(TINY)} seed=1,2); "
+        "one folder holds one sweep: choose a new hydra.sweep.dir"
+    )
+    again = sweep(tmp_path, "seed=1,2")
+    assert again.returncode == 1
+    assert again.stderr.strip().startswith(
+        f"error: hydra.sweep.dir={tmp_path} holds this sweep's jobs already, and a grid sweep is "
+        "not resumed"
+    )
+    assert tree_digest(tmp_path) == before
 
 
 @pytest.mark.slow

@@ -162,7 +162,7 @@ def record_failure(run: Callable[[], float], output_dir: Path, in_sweep: bool) -
     from linreg.files import write_json_atomic
 
     try:
-        return run()
+        return _naming_unnamed_writes(run, output_dir)
     except RunInterruptedError:
         raise  # resumable: the folder stays as the last checkpoint left it
     except Exception as err:
@@ -181,6 +181,19 @@ def record_failure(run: Callable[[], float], output_dir: Path, in_sweep: bool) -
         raise
 
 
+def _naming_unnamed_writes(run: Callable[[], float], output_dir: Path) -> float:
+    """A write that failed for the disk without naming its file (a library's buffered write) is
+    named by the run's folder, where it wrote."""
+    from linreg.files import DISK_ERRNOS, write_error
+
+    try:
+        return run()
+    except OSError as err:
+        if err.errno not in DISK_ERRNOS or err.filename:
+            raise
+        raise write_error(err, output_dir, doing="writing into") from err
+
+
 def _mark_failed_in_tensorboard(output_dir: Path, reason: str) -> None:
     """A failed run shows in TensorBoard as a run with a graph and nothing else, easily taken for
     a missing one: a text summary (`run/status`) says what happened."""
@@ -193,11 +206,12 @@ def _mark_failed_in_tensorboard(output_dir: Path, reason: str) -> None:
         writer.add_text("run/status", f"failed: {reason}")
 
 
-SKELETON = {".hydra", "config_tree.txt", "tensorboard", "csv"}
+SKELETON = {".hydra", ".lock", "config_tree.txt", "tensorboard", "csv"}
 
 
 def _is_skeleton(output_dir: Path) -> bool:
-    """Only what Hydra and the set-up write before any training: config, log, empty loggers."""
+    """Only what Hydra and the set-up write before any training: config, log, empty loggers.
+    All of it is this run's own: its folder was new or empty when it took the folder's lock."""
     names = {path.name for path in output_dir.iterdir()} if output_dir.is_dir() else set()
     return all(name in SKELETON or name.endswith(".log") for name in names)
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,35 @@ from linreg.cli import in_sweep
 
 CONFIG_SECTIONS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks",
                    "paths", "export")  # fmt: skip
+
+
+# A stage still running after this long says so: a wide table's reading must not look like a hang.
+SLOW_STAGE_S = 3.0
+
+
+@contextmanager
+def progress(doing: str, after_s: float = SLOW_STAGE_S) -> Iterator[None]:
+    """Says `doing ...` once the block has run `after_s` seconds, and then how long it took;
+    a quicker block prints nothing, and so does a sweep's job (its line comes at its end)."""
+    if in_sweep():
+        yield
+        return
+    start = time.perf_counter()
+    announced = threading.Event()
+
+    def announce() -> None:
+        announced.set()
+        print(f"{'working':<17}{doing} ...", flush=True)
+
+    timer = threading.Timer(after_s, announce)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        if announced.is_set():
+            print(f"{'working':<17}{doing}: {time.perf_counter() - start:.1f} s", flush=True)
 
 
 def config_tree(cfg: DictConfig) -> Tree:

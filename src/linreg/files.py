@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import math
 import os
 import shutil
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,22 @@ def write_error(err: OSError, path: Path | str, doing: str = "writing") -> DiskW
     return DiskWriteError(
         f"{reason.lower()} {doing} {path}" if doing else f"{reason.lower()}: {path}"
     )
+
+
+class RunLogFileHandler(logging.FileHandler):
+    """The run's log file (`train.log`). logging's own handler prints a traceback for a write
+    that fails and carries on; a full disk (or a file-size limit) stops the run instead, with one
+    line naming the file, once: the lines that then report it must not fail on it again."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        err = sys.exc_info()[1]
+        if not (isinstance(err, OSError) and err.errno in DISK_ERRNOS):
+            super().handleError(record)
+        elif not self.failed:
+            self.failed = True
+            raise write_error(err, self.baseFilename) from err
 
 
 @contextlib.contextmanager

@@ -65,6 +65,9 @@ def distribution(name: str, spec: dict[str, Any]) -> Any:
 
 
 class LinregOptunaSweeper(Sweeper):
+    # Run again into its sweep folder, it continues the study (see the module's docstring).
+    resumes = True
+
     def __init__(self, **settings: Any) -> None:
         self.settings = settings
         self.config: DictConfig | None = None

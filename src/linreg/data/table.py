@@ -81,6 +81,24 @@ def _csv_options(path: Path, columns: Sequence[str] | None = None) -> dict[str, 
     return options
 
 
+def _csv_header(path: Path) -> list[str] | None:
+    """A CSV's column names from its first record alone, or None where it has none to read.
+    pyarrow's reader would also infer every column's type from a first block: 7 s for a header
+    of 100,000 names, before a width is refused."""
+    import csv
+    import io
+
+    delimiter = _csv_options(path)["parse_options"].delimiter
+    try:
+        with (
+            pa.input_stream(str(path), compression="detect") as raw,
+            io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text,
+        ):
+            return next(csv.reader(text, delimiter=delimiter), None)
+    except (UnicodeDecodeError, csv.Error):
+        return None
+
+
 def _numpy_array(path: Path) -> np.ndarray:
     """A .npy memory-mapped (never read whole), or the one array of a .npz."""
     if table_suffix(path) == ".npy":
@@ -208,6 +226,8 @@ class TableSource(RegressionSource):
         check_width(self.n_features, "data.features", str(self.path))
         self.n_targets = len(self.target_names)
         self.columns = [*self.feature_names, *self.target_names]
+        self._checked_schema: pa.Schema | None = None  # the last batch schema `_numbers` checked
+        self._all_floating = False  # whether its columns share one floating type
         # What is read from the file: the run's columns, and the split column where there is one.
         self.read_columns = [*self.columns, *([self.split_column] if self.split_column else [])]
 
@@ -216,6 +236,10 @@ class TableSource(RegressionSource):
         if self.is_csv:
             import pyarrow.csv as csv
 
+            header = _csv_header(self.path)
+            if header:
+                return header
+            # pyarrow's reader says what is wrong with the file (empty, not text).
             with csv.open_csv(self.path, **_csv_options(self.path)) as reader:
                 return list(reader.schema.names)
         if self.is_parquet:
@@ -424,24 +448,34 @@ class TableSource(RegressionSource):
     # -- checks, shared by both ways of reading
 
     def _numbers(self, batch: pa.RecordBatch, dtype: np.dtype) -> np.ndarray:
-        """The run's columns as one row-major array of `dtype`,
-        empty cells as NaN, converted by pyarrow in one call; a column of text is an error."""
-        numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_null)
-        for name in self.columns:
-            kind = batch.schema.field(name).type
-            if not any(is_kind(kind) for is_kind in numeric):
-                role = "data.target" if name in self.target_names else "data.features"
-                raise ConfigError(
-                    f"{role}: column {name!r} of {self.path} holds {kind} values, not "
-                    "numbers; leave it out or encode it as numbers"
-                )
+        """The run's columns as one row-major array of `dtype`, empty cells as NaN, converted by
+        pyarrow in one call; a column of text is an error."""
+        columns = batch.select(self.columns)
+        if self._checked_schema is None or not columns.schema.equals(self._checked_schema):
+            self._check_numeric(columns.schema)  # once per schema, not per batch: 2,000 columns
+            self._checked_schema = columns.schema
         if not batch.num_rows:
             return np.empty((0, len(self.columns)), dtype=dtype)
+        if self._all_floating:
+            # Columns of one floating type convert to a tensor directly; a cast of each column
+            # first costs 20x more (measured: 87 ms per block of 47 rows x 2,000 columns).
+            return np.asarray(columns.to_tensor(null_to_nan=True)).astype(dtype, copy=False)
         as_dtype = pa.schema([(name, pa.from_numpy_dtype(dtype)) for name in self.columns])
         # Unsafe: integers beyond float32's 2**24 (money, populations) are rounded as decimals
         # are, not refused; training may read float32, the reference reads the file's float64.
-        columns = batch.select(self.columns).cast(as_dtype, safe=False)
-        return np.asarray(columns.to_tensor(null_to_nan=True))
+        return np.asarray(columns.cast(as_dtype, safe=False).to_tensor(null_to_nan=True))
+
+    def _check_numeric(self, schema: pa.Schema) -> None:
+        numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_null)
+        for field in schema:
+            if not any(is_kind(field.type) for is_kind in numeric):
+                role = "data.target" if field.name in self.target_names else "data.features"
+                raise ConfigError(
+                    f"{role}: column {field.name!r} of {self.path} holds {field.type} values, "
+                    "not numbers; leave it out or encode it as numbers"
+                )
+        kinds = set(schema.types)
+        self._all_floating = len(kinds) == 1 and pa.types.is_floating(next(iter(kinds)))
 
     def _labels(self, batch: pa.RecordBatch) -> np.ndarray | None:
         if not self.split_column:

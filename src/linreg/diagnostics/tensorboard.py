@@ -3,6 +3,8 @@ a Custom Scalars tab that tells a run's story in order."""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +12,8 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+
+from linreg.files import DISK_ERRNOS
 
 # Custom Scalars: loss first (training within and across epochs beside validation on one chart),
 # then the learning rate, the validation metrics, and how far the parameters are from the truth.
@@ -30,6 +34,33 @@ STORY_LAYOUT = {
 }  # fmt: skip
 
 
+def _report_writer_disk_errors_once() -> None:
+    """TensorBoard writes events from a thread of its own; when the disk fills (or a file-size
+    limit is reached) the thread dies printing a traceback, and TensorBoard raises the same error
+    again at the run's next write, with no file name. Such an error is named here (its events
+    file) and left to that next write, which stops the run with one line; the thread prints
+    nothing. Any other thread's failure is printed as before."""
+    previous = threading.excepthook
+    if getattr(previous, "__module__", None) == __name__:
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        err = args.exc_value
+        if not (
+            isinstance(err, OSError)
+            and err.errno in DISK_ERRNOS
+            and type(args.thread).__module__.startswith("tensorboard.")
+        ):
+            previous(args)
+            return
+        if not err.filename:  # the file the thread writes to, where this TensorBoard says it
+            stream = getattr(getattr(args.thread, "_record_writer", None), "_writer", None)
+            name = getattr(stream, "filename", None)
+            err.filename = os.fsdecode(name) if name else None
+
+    threading.excepthook = hook
+
+
 class TensorBoardLogger(LightningTensorBoardLogger):
     """Lightning adds an `epoch` value to every write; in TensorBoard it became a staircase chart
     at the top of the Scalars tab that says nothing the step axis and the epoch lines do not.
@@ -41,6 +72,7 @@ class TensorBoardLogger(LightningTensorBoardLogger):
         new = self._experiment is None
         writer = super().experiment
         if new:
+            _report_writer_disk_errors_once()
             writer.add_custom_scalars(STORY_LAYOUT)
         return writer
 

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from linreg.cli import exit_on_user_error
 from linreg.config import validate
 from linreg.errors import RunFolderError
+from linreg.run.lock import LOCK_FILE, hold_lock, refuse_if_locked
 from linreg.serve.formats import check_export
 
 
@@ -21,7 +22,10 @@ class RunFolderGuard(Callback):
     - the config is invalid (so a mistake leaves no folder that looks like a run);
     - a new run would go into a folder that already holds files (another run's, say);
     - `ckpt_path` names no resumable run, or its overrides change the run, or another process
-      is training that run now (a lock in the run folder, held until this process ends).
+      is training that run now;
+    - another new run started into the same folder at the same moment.
+
+    The run holds its folder's lock (`linreg.run.lock`) from here until the process ends.
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -39,23 +43,35 @@ def check_config(config: DictConfig) -> None:
         check_export(config.export.filename, config.export.get("options"))
 
 
+IN_TRAINING = "being trained"
+
+
 def check_run_folder(config: DictConfig) -> None:
+    run_dir = Path(config.hydra.run.dir)
     if config.get("ckpt_path"):
         # Imports torch: resumes only.
-        from linreg.run.resume import hold_run_lock, refuse_if_in_training, resumed_config
+        from linreg.run.resume import resumed_config
 
-        refuse_if_in_training(Path(config.hydra.run.dir))
+        refuse_if_locked(run_dir, IN_TRAINING)
         resumed = resumed_config(
             config,
             config.hydra.overrides.task,
             OmegaConf.to_container(config.hydra.runtime.choices),
         )
         check_config(resumed)
-        hold_run_lock(Path(config.hydra.run.dir))
+        hold_lock(run_dir, IN_TRAINING)
         return
     check_config(config)
-    run_dir = Path(config.hydra.run.dir)
-    held = sorted(path.name for path in run_dir.iterdir()) if run_dir.is_dir() else []
+    refuse_if_locked(run_dir, IN_TRAINING)
+    _refuse_used(run_dir)  # before the lock file is created in another run's folder
+    hold_lock(run_dir, IN_TRAINING)
+    _refuse_used(run_dir)  # a run started at the same moment may have written first
+
+
+def _refuse_used(run_dir: Path) -> None:
+    held = (
+        sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_FILE) if run_dir.is_dir() else []
+    )
     if held:
         raise RunFolderError(
             f"hydra.run.dir={run_dir} already holds files ({', '.join(held[:4])}"

@@ -21,7 +21,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from omegaconf import DictConfig
 
-from linreg.console import show_config, show_summary
+from linreg.console import progress, show_config, show_summary
 from linreg.data.module import RegressionDataModule
 from linreg.diagnostics.coefficients import coefficient_table
 from linreg.diagnostics.ground_truth import parameter_error, unavailable_reason
@@ -76,7 +76,8 @@ def train(
     clock = StageClock()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
-    built = build(cfg)  # reads the data: its refusals come before the run announces itself
+    with progress("reading the data and fitting the standardization"):
+        built = build(cfg)  # reads the data: its refusals come before the run announces itself
     show_config(cfg, output_dir)
     clock.lap("setup")
     fit(built, cfg.ckpt_path, output_dir)
@@ -89,15 +90,17 @@ def train(
     clock.lap("test")
     # Reloading the file (not reusing the module) scores and exports exactly what it holds.
     network = network_from_checkpoint(load_checkpoint(tested.best_path), tested.best_path)
-    scored = score(network, built.datamodule, tested.test_metrics)
+    with progress("scoring the best checkpoint against the least-squares reference"):
+        scored = score(network, built.datamodule, tested.test_metrics)
     scored.notes.extend(lr_note(built.module, cfg.optimizer.lr))
     clock.lap("evaluate")
     model_path = None
     if cfg.export.enabled:
         model_path = output_dir / cfg.export.filename
-        scored.metrics["export/max_abs_diff"] = export_and_verify(
-            network, built.datamodule, model_path, cfg.export
-        )
+        with progress(f"exporting and verifying {model_path.name}"):
+            scored.metrics["export/max_abs_diff"] = export_and_verify(
+                network, built.datamodule, model_path, cfg.export
+            )
     clock.lap("export")
     return record(cfg, built, tested, scored, model_path, clock, overrides)
 

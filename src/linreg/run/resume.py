@@ -8,11 +8,9 @@ that may change is `trainer.max_epochs`, upward, and only where no schedule is s
 
 from __future__ import annotations
 
-import fcntl
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -30,8 +28,6 @@ from linreg.runs import (
 )
 
 MAY_CHANGE = ("ckpt_path", "trainer.max_epochs")
-LOCK_FILE = ".lock"
-_held_locks: list[TextIO] = []  # open for the life of the process: the lock goes with it
 
 
 def resumed_config(
@@ -171,40 +167,3 @@ def _value(cfg: DictConfig, key: str) -> Any:
     if OmegaConf.is_config(node):
         return OmegaConf.to_container(node, resolve=False)
     return node
-
-
-def hold_run_lock(run_dir: Path) -> None:
-    """Refuses a second process training the same run folder at once; the lock is released when
-    this process ends, however it ends."""
-    handle = (run_dir / LOCK_FILE).open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip()
-        handle.close()
-        raise _in_training(run_dir, holder) from None
-    handle.truncate(0)
-    handle.write(f"process {os.getpid()}")
-    handle.flush()
-    _held_locks.append(handle)
-
-
-def refuse_if_in_training(run_dir: Path) -> None:
-    """Refuses a run that another process is training now, before anything else is said of it
-    (that it finished, say), and without creating or changing a file."""
-    lock = run_dir / LOCK_FILE
-    if not lock.is_file():
-        return
-    with lock.open() as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _in_training(run_dir, handle.read().strip()) from None
-
-
-def _in_training(run_dir: Path, holder: str) -> RunFolderError:
-    return RunFolderError(
-        f"{run_dir} is being trained by {holder or 'another process'} right now; wait for it to "
-        "finish"
-    )

@@ -1,4 +1,5 @@
-"""Hydra callbacks for multiruns: refuse what would corrupt a sweep, and report at its end."""
+"""Hydra callbacks for multiruns: refuse what would corrupt a sweep (DDP jobs, two sweeps in one
+folder), and report at its end."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from linreg.cli import exit_on_user_error
+from linreg.errors import RunFolderError
+from linreg.run.lock import hold_lock, refuse_if_locked
+
+SWEEPING = "being swept"
 
 
 def device_count(accelerator: str, devices: Any) -> int:
@@ -37,6 +45,36 @@ def launches_processes(trainer: DictConfig) -> bool:
     return device_count(str(trainer.accelerator), trainer.devices) > 1 or trainer.num_nodes > 1
 
 
+def claim_sweep_folder(config: DictConfig) -> None:
+    """Holds the sweep folder's lock for this process, before any job is written into it, and
+    refuses a folder that holds another sweep (its report would mix the two) or, unless the
+    sweeper resumes (declares `resumes = True`, as `hparams_search=optuna` does), this sweep's
+    jobs already (they would run again into their own folders)."""
+    sweep_dir = Path(config.hydra.sweep.dir)
+    refuse_if_locked(sweep_dir, SWEEPING)
+    _refuse_held(sweep_dir, config)  # before the lock file is created in another sweep's folder
+    hold_lock(sweep_dir, SWEEPING)
+    _refuse_held(sweep_dir, config)  # a sweep started at the same moment may have written first
+
+
+def _refuse_held(sweep_dir: Path, config: DictConfig) -> None:
+    earlier = sweep_dir / "multirun.yaml"
+    if not earlier.is_file():
+        return
+    before = list(OmegaConf.load(earlier).hydra.overrides.task)
+    if before != list(config.hydra.overrides.task):
+        raise RunFolderError(
+            f"hydra.sweep.dir={sweep_dir} holds another sweep ({' '.join(before) or 'no overrides'}"
+            "); one folder holds one sweep: choose a new hydra.sweep.dir"
+        )
+    if not getattr(get_class(config.hydra.sweeper._target_), "resumes", False):
+        raise RunFolderError(
+            f"hydra.sweep.dir={sweep_dir} holds this sweep's jobs already, and a grid sweep is not "
+            f"resumed: choose a new hydra.sweep.dir (the report of that one: python -m "
+            f"linreg.sweep.report {sweep_dir})"
+        )
+
+
 class SweepCallbacks(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Lightning's DDP launcher re-runs the command line in every new process: with `-m`, each
@@ -60,6 +98,7 @@ class SweepCallbacks(Callback):
                 file=sys.stderr,
             )
             sys.exit(1)
+        exit_on_user_error(lambda: claim_sweep_folder(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from linreg.sweep.report import markdown, write_report
