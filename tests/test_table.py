@@ -736,6 +736,37 @@ def test_a_table_too_wide_for_memory_is_refused_from_its_header_before_any_row_i
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("quoted.csv", '\ufeff"price, usd",x,"a ""b"""\n1,2,3\n4,5,6\n'),
+        ("tabs.tsv", 'price, usd\tx\ta "b"\n1\t2\t3\n4\t5\t6\n'),
+        ("packed.csv.gz", '"price, usd",x,"a ""b"""\n1,2,3\n4,5,6\n'),
+    ],
+)
+def test_a_header_is_read_alone_as_pyarrow_reads_it(
+    tmp_path: Path, name: str, content: str
+) -> None:
+    # The names come from the first record alone (pyarrow's reader would infer every column's
+    # type first: seconds for a wide header); they must be the names pyarrow reads.
+    import pyarrow.csv as csv
+
+    from linreg.data.table import _csv_header, _csv_options
+
+    path = tmp_path / name
+    data = content.encode()
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with csv.open_csv(path, **_csv_options(path)) as reader:
+        assert _csv_header(path) == reader.schema.names == ["price, usd", "x", 'a "b"']
+
+
+def test_a_csv_with_no_header_to_read_is_refused_as_before(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        source(path)
+
+
 @pytest.mark.parametrize("layout", ["csv", "npy"])
 def test_a_table_changed_while_streamed_is_one_line_naming_it_and_the_way_back(
     tmp_path: Path, layout: str
