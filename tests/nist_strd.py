@@ -487,3 +487,45 @@ def correct_digits(estimate: float, certified: float) -> float:
     if certified != 0:
         error /= abs(certified)
     return 15.0 if error == 0 else min(15.0, -float(np.log10(error)))
+
+
+@dataclass(frozen=True)
+class CertifiedThroughOrigin:
+    """A NIST set fitted without an intercept, y = B1 x: B1, its standard deviation, the residual
+    standard deviation and R-squared (uncentred, as NIST certifies it for these models)."""
+
+    name: str
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    estimate: float
+    standard_error: float
+    residual_sd: float
+    r_squared: float
+
+    def write_csv(self, path: Path) -> Path:
+        path.write_text(
+            "x,y\n" + "".join(f"{x!r},{y!r}\n" for x, y in zip(self.x, self.y, strict=True))
+        )
+        return path
+
+
+THROUGH_ORIGIN = (
+    CertifiedThroughOrigin(
+        "NoInt1",
+        x=tuple(float(x) for x in range(60, 71)),
+        y=tuple(float(y) for y in range(130, 141)),
+        estimate=2.07438016528926,
+        standard_error=0.165289256198347e-01,
+        residual_sd=3.56753034006338,
+        r_squared=0.999365492298663,
+    ),
+    CertifiedThroughOrigin(
+        "NoInt2",
+        x=(4.0, 5.0, 6.0),
+        y=(3.0, 4.0, 4.0),
+        estimate=0.727272727272727,
+        standard_error=0.420827318078432e-01,
+        residual_sd=0.369274472937998,
+        r_squared=0.993348115299335,
+    ),
+)

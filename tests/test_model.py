@@ -314,3 +314,24 @@ def test_running_loss_weights_batches_by_their_rows_without_copies_to_the_device
     meta.add(torch.empty(16, device="meta"), [1024] * 16)
     meta.add(torch.empty(2, device="meta"), [1024, 7])
     assert meta.epoch_mean().device == torch.device("meta")
+
+
+def test_a_linear_network_through_the_origin_maps_zero_to_zero_however_far_its_data_lie() -> None:
+    from linreg.models.network import network_from_spec
+
+    generator = torch.Generator().manual_seed(0)
+    features = 100 + 5 * torch.randn(500, 3, generator=generator)  # far from 0: centring would
+    targets = features @ torch.tensor([[2.0], [-1.0], [0.5]]) + 40  # put an intercept back
+    network = LinearRegressor(3, 1, intercept=False)
+    network.fit_standardization(features, targets)
+    assert "linear.bias" not in network.state_dict()
+    assert network.standardize.mean.abs().max() == 0 == network.target_standardize.mean.abs().max()
+    with torch.no_grad():
+        network.linear.weight.normal_(generator=generator)
+    network.train()
+    assert network(torch.zeros(2, 3)).abs().max() == 0  # the fold used in training
+    network.eval()
+    assert network(torch.zeros(2, 3)).abs().max() == 0
+    assert network.coefficients()[1].tolist() == [0.0]
+    rebuilt = network_from_spec(network.spec(), "a checkpoint")
+    assert not rebuilt.intercept and rebuilt.linear.bias is None

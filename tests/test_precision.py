@@ -12,9 +12,16 @@ import onnx
 import pytest
 import torch
 from conftest import QUIET, ROOT, compose_config, run_cli
-from nist_strd import LONGLEY_ESTIMATES, WITH_INTERCEPT, correct_digits
+from nist_strd import (
+    LONGLEY_ESTIMATES,
+    THROUGH_ORIGIN,
+    WITH_INTERCEPT,
+    CertifiedThroughOrigin,
+    correct_digits,
+)
 
 from linreg.data.table import TableSource
+from linreg.diagnostics.reference import CentredMoments, least_squares, moments_least_squares
 from linreg.errors import ConfigError
 
 ALL_ROWS = ("data.train_fraction=1", "data.val_fraction=0", "data.test_fraction=0")
@@ -128,3 +135,71 @@ def test_lbfgs_reaches_the_stated_digits_of_every_nist_set_at_each_precision(
         reached[name] = round(max(0.0, min(map(correct_digits, estimates, certified))), 1)
     stated = TRAINED_DIGITS[precision]
     assert all(reached[name] >= stated[name] - 0.5 for name in stated), (reached, stated)
+
+
+@pytest.mark.parametrize("case", THROUGH_ORIGIN, ids=lambda case: case.name)
+def test_the_reference_through_the_origin_has_nist_certified_values(
+    case: CertifiedThroughOrigin,
+) -> None:
+    x = torch.tensor(case.x, dtype=torch.float64)[:, None]
+    y = torch.tensor(case.y, dtype=torch.float64)[:, None]
+    moments = CentredMoments(centre=False)
+    moments.add(x, y)
+    # Exact (rational, the table is small) and from the plain moments (any table): both NIST's.
+    for fit in (least_squares([(x, y)], intercept=False), moments_least_squares(moments)):
+        assert correct_digits(fit.weight.item(), case.estimate) >= 14
+        assert correct_digits(fit.weight_se.item(), case.standard_error) >= 12
+        assert fit.bias.item() == 0 and fit.bias_se is None and not fit.intercept
+    with_intercept = least_squares([(x, y)])
+    assert correct_digits(with_intercept.weight.item(), case.estimate) < 2  # another model
+
+
+@pytest.mark.parametrize("case", THROUGH_ORIGIN, ids=lambda case: case.name)
+def test_a_model_through_the_origin_trains_exports_evaluates_and_predicts(
+    tmp_path: Path, case: CertifiedThroughOrigin
+) -> None:
+    run_dir = tmp_path / "run"
+    table = case.write_csv(tmp_path / f"{case.name}.csv")
+    trained = run_cli([*QUIET, "data=table", f"data.path={table}", "data.target=y", *ALL_ROWS,
+                       "optimizer=lbfgs", "trainer.precision=64-true",
+                       "model.net.intercept=false"], run_dir)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    assert "(intercept)" not in trained.stdout
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    (coefficients,) = summary["coefficients"].values()
+    assert list(coefficients) == ["x"]  # no intercept row
+    assert correct_digits(coefficients["x"]["trained"], case.estimate) >= 10
+    assert correct_digits(coefficients["x"]["least_squares"], case.estimate) >= 14
+    assert correct_digits(coefficients["x"]["std_error"], case.standard_error) >= 13
+    # R-squared uncentred, as NIST (and statsmodels, and R) give it for a model without intercept.
+    assert summary["metrics"]["test/r2"] == pytest.approx(case.r_squared, rel=1e-9)
+    assert summary["metrics"]["reference/test_mse"] == pytest.approx(
+        case.residual_sd**2 * (len(case.x) - 1) / len(case.x), rel=1e-12
+    )
+    graph = onnx.load(str(run_dir / "model.onnx")).graph
+    (gemm,) = [node for node in graph.node if node.op_type == "Gemm"]
+    assert list(gemm.input) == ["decorrelated", "linear.weight"]
+
+    for model in ("model.onnx", "checkpoints/last.ckpt"):
+        result = run_cli([f"model={run_dir / model}", "input=-", "output=-"], None,
+                         script="predict.py", stdin="x\n0\n1\n100\n")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        predictions = [float(line) for line in result.stdout.split()]
+        assert predictions[0] == 0.0  # through the origin, exactly
+        np.testing.assert_allclose(predictions[1:], [case.estimate, 100 * case.estimate],
+                                   rtol=1e-10)  # fmt: skip
+    evaluated = run_cli([f"ckpt_path={run_dir}"], tmp_path / "eval", script="eval.py")
+    assert evaluated.returncode == 0, evaluated.stderr
+    scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
+    assert scored["test/r2"] == pytest.approx(case.r_squared, rel=1e-9)
+
+
+def test_only_the_linear_network_has_the_intercept_option(tmp_path: Path) -> None:
+    result = run_cli([*QUIET, "model=mlp", "model.net.intercept=false"], tmp_path / "run")
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: model.net.intercept: no such key in model.net")
+    )
+    assert not (tmp_path / "run").exists()

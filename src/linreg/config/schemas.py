@@ -152,6 +152,7 @@ class NetConfig:
 class LinearNetConfig(NetConfig):
     SCHEMA: ClassVar[str] = "schema_net_linear"
     _target_: str = "linreg.models.linear.LinearRegressor"
+    intercept: bool = True  # see conf/model/linear.yaml
 
 
 @dataclass

@@ -12,7 +12,8 @@ INTERCEPT = "(intercept)"
 
 
 def coefficient_table(network: Network, fit: LeastSquares) -> dict[str, dict[str, Any]] | None:
-    """{target: {name: {trained, least_squares, std_error}}}, the intercept first and then the
+    """{target: {name: {trained, least_squares, std_error}}}, the intercept (where the model has
+    one) first and then the
     features by the size of their least-squares effect (coefficient x the feature's training
     standard deviation), largest first; None for a network without coefficients."""
     coefficients = network.coefficients()
@@ -22,7 +23,7 @@ def coefficient_table(network: Network, fit: LeastSquares) -> dict[str, dict[str
     spread = network.standardize.std.double().cpu()
     table = {}
     for t, target in enumerate(network.target_names):
-        rows = {INTERCEPT: _row(bias[t], fit.bias[t], fit.bias_se, (t,))}
+        rows = {INTERCEPT: _row(bias[t], fit.bias[t], fit.bias_se, (t,))} if fit.intercept else {}
         order = sorted(
             range(network.n_features), key=lambda j: -abs(float(fit.weight[t, j] * spread[j]))
         )

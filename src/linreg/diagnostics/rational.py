@@ -51,17 +51,21 @@ def _scaled(value: Fraction, power: int) -> Fraction:
     return value * (1 << power) if power >= 0 else value / (1 << -power)
 
 
-def exact_least_squares(features: np.ndarray, targets: np.ndarray) -> ExactFit | None:
-    """The exact least-squares fit with an intercept of float64 rows; None where the design is
-    singular (a column a combination of the others: the caller's minimum-norm solve answers)."""
+def exact_least_squares(
+    features: np.ndarray, targets: np.ndarray, intercept: bool = True
+) -> ExactFit | None:
+    """The exact least-squares fit of float64 rows, with an intercept or through the origin;
+    None where the design is singular (a column a combination of the others: the caller's
+    minimum-norm solve answers). Without an intercept, its value is 0 and its error None."""
     from sympy import QQ
     from sympy.polys.matrices import DomainMatrix
     from sympy.polys.matrices.exceptions import DMNonInvertibleMatrixError
 
     rows, n_features = features.shape
-    design, design_exp = integer_columns(np.hstack([features, np.ones((rows, 1))]))
+    columns = [features, np.ones((rows, 1))] if intercept else [features]
+    design, design_exp = integer_columns(np.hstack(columns))
     response, response_exp = integer_columns(targets)
-    coefficients = n_features + 1
+    coefficients = design.shape[1]
 
     def rational(matrix: np.ndarray) -> DomainMatrix:
         return DomainMatrix([[QQ(int(v)) for v in row] for row in matrix], matrix.shape, QQ)
@@ -97,6 +101,8 @@ def exact_least_squares(features: np.ndarray, targets: np.ndarray) -> ExactFit |
                 for d, e in zip(inverse_diagonal, design_exp, strict=True)
             ]  # fmt: skip
     standard_errors = errors if dof > 0 else None
+    if not intercept:
+        return ExactFit(estimates, np.zeros(targets.shape[1]), standard_errors, None)
     return ExactFit(
         estimates[:, :n_features],
         estimates[:, n_features],

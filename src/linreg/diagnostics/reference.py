@@ -25,9 +25,11 @@ Batch = tuple[Tensor, Tensor]
 
 
 class CentredMoments:
-    """Row count, column means and centred cross-products of features x and targets y."""
+    """Row count, column means and centred cross-products of features x and targets y; for a fit
+    through the origin (`centre=False`), the plain cross-products (the means taken as 0)."""
 
-    def __init__(self) -> None:
+    def __init__(self, centre: bool = True) -> None:
+        self.centre = centre
         self.rows = 0
         self.mean_x = self.mean_y = self.xx = self.xy = self.yy = None
 
@@ -36,7 +38,10 @@ class CentredMoments:
         rows = len(x)
         if rows == 0:
             return
-        mean_x, mean_y = x.mean(0), y.mean(0)
+        if self.centre:
+            mean_x, mean_y = x.mean(0), y.mean(0)
+        else:
+            mean_x, mean_y = x.new_zeros(x.shape[1]), y.new_zeros(y.shape[1])
         xc, yc = x - mean_x, y - mean_y
         xx, xy, yy = xc.T @ xc, xc.T @ yc, yc.T @ yc
         if self.rows == 0:
@@ -61,11 +66,12 @@ class LeastSquares:
     rows than coefficients, and no column a combination of the others); else None."""
 
     weight: Tensor  # (n_targets, n_features)
-    bias: Tensor  # (n_targets,)
+    bias: Tensor  # (n_targets,): 0 for a fit through the origin
     weight_se: Tensor | None
-    bias_se: Tensor | None
+    bias_se: Tensor | None  # None for a fit through the origin
     rows: int
     rank: int
+    intercept: bool = True
 
     @property
     def unique(self) -> bool:
@@ -73,11 +79,11 @@ class LeastSquares:
         return self.rank == self.weight.shape[1] and self.rows > self.rank
 
 
-def least_squares(batches: Iterable[Batch]) -> LeastSquares:
-    """The least-squares fit of the rows (read once): exact, in rational arithmetic, where the
-    table is small enough (`EXACT_LIMIT`) and its columns independent; else from the centred,
-    scaled moments in float64."""
-    moments = CentredMoments()
+def least_squares(batches: Iterable[Batch], intercept: bool = True) -> LeastSquares:
+    """The least-squares fit of the rows (read once), with an intercept or through the origin:
+    exact, in rational arithmetic, where the table is small enough (`EXACT_LIMIT`) and its
+    columns independent; else from the centred (or plain), scaled moments in float64."""
+    moments = CentredMoments(centre=intercept)
     kept: list[Batch] | None = []  # float64 rows, while the exact solve can afford them
     for features, targets in batches:
         x, y = features.cpu().double(), targets.cpu().double()
@@ -90,13 +96,15 @@ def least_squares(batches: Iterable[Batch]) -> LeastSquares:
         raise ValueError("least squares needs at least one row")
     if kept:
         exact = exact_least_squares(
-            torch.cat([x for x, _ in kept]).numpy(), torch.cat([y for _, y in kept]).numpy()
+            torch.cat([x for x, _ in kept]).numpy(),
+            torch.cat([y for _, y in kept]).numpy(),
+            intercept=intercept,
         )
         if exact is not None:
             return LeastSquares(
                 *(None if value is None else torch.from_numpy(value) for value in (
                     exact.weight, exact.bias, exact.weight_se, exact.bias_se)),
-                rows=moments.rows, rank=exact.weight.shape[1],
+                rows=moments.rows, rank=exact.weight.shape[1], intercept=intercept,
             )  # fmt: skip
     return moments_least_squares(moments)
 
@@ -119,14 +127,15 @@ def moments_least_squares(moments: CentredMoments) -> LeastSquares:
     weight = (scaled_beta / scale[:, None]).T
     bias = moments.mean_y - weight @ moments.mean_x
     weight_se = bias_se = None
-    residual_dof = moments.rows - rank - 1
+    residual_dof = moments.rows - rank - int(moments.centre)
     if rank == n_features and residual_dof > 0:
         residual = torch.diagonal(moments.yy) - (scaled_beta * scaled_xy).sum(0)
         sigma2 = residual.clamp(min=0) / residual_dof  # (n_targets,)
         weight_se = torch.sqrt(sigma2[:, None] * (torch.diagonal(inverse) / scale**2)[None, :])
-        centre = moments.mean_x / scale
-        bias_se = torch.sqrt(sigma2 * (1 / moments.rows + centre @ inverse @ centre))
-    return LeastSquares(weight, bias, weight_se, bias_se, moments.rows, rank)
+        if moments.centre:
+            centre = moments.mean_x / scale
+            bias_se = torch.sqrt(sigma2 * (1 / moments.rows + centre @ inverse @ centre))
+    return LeastSquares(weight, bias, weight_se, bias_se, moments.rows, rank, moments.centre)
 
 
 def mse_of(fit: LeastSquares, test: Iterable[Batch]) -> float:

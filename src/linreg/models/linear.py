@@ -10,11 +10,14 @@ from linreg.models.network import Network
 
 
 class LinearRegressor(Network):
-    """y = restore(W decorrelate(standardize(x)) + b): a linear map of the raw features."""
+    """y = restore(W decorrelate(standardize(x)) + b): a linear map of the raw features; with
+    `intercept=False`, y = W x exactly (a line through the origin: calibration, NIST's NoInt)."""
 
-    def __init__(self, n_features: int, n_targets: int, **names: list[str] | None) -> None:
-        super().__init__(n_features, n_targets, **names)
-        self.linear = nn.Linear(n_features, n_targets)
+    def __init__(
+        self, n_features: int, n_targets: int, intercept: bool = True, **names: list[str] | None
+    ) -> None:
+        super().__init__(n_features, n_targets, intercept=intercept, **names)
+        self.linear = nn.Linear(n_features, n_targets, bias=intercept)
 
     def forward(self, features: Tensor) -> Tensor:
         # Evaluation, prediction and the exported graph transform the features first: on raw
@@ -33,8 +36,10 @@ class LinearRegressor(Network):
         """Weight and bias from raw features to standardised targets: W M and b - W c, where
         M = R^T / s holds both feature transforms and c = M m."""
         transform, offset = self._feature_transform()
-        weight = self.linear.weight
-        return weight @ transform, self.linear.bias - weight @ offset
+        weight, bias = self.linear.weight, self.linear.bias
+        if bias is None:  # through the origin: no offset either (the features are not centred)
+            return weight @ transform, weight.new_zeros(self.n_targets)
+        return weight @ transform, bias - weight @ offset
 
     def _feature_transform(self) -> tuple[Tensor, Tensor]:
         """M and c, computed again only when a buffer they come from has changed (fitted, loaded,

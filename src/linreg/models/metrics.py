@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -20,11 +21,19 @@ from linreg.batches import Batch, to_device
 
 class R2OrUndefined(R2Score):
     """R², undefined (NaN: null in metrics.json) on fewer than two rows, whose variance is
-    nothing to compare with, where torchmetrics raises an error: a tiny table's one test row."""
+    nothing to compare with, where torchmetrics raises an error: a tiny table's one test row.
+    For a model through the origin (`centred=False`) it is uncentred, 1 - SSE / sum(y^2), as
+    statsmodels and R report it: the centred one compares with a model the fit cannot be."""
+
+    def __init__(self, centred: bool = True, **options: Any) -> None:
+        super().__init__(**options)
+        self.centred = centred
 
     def compute(self) -> Tensor:
         if self.total < 2:
             return torch.tensor(float("nan"), device=self.total.device)
+        if not self.centred:  # per target (torchmetrics' sums are), averaged as it averages
+            return (1 - self.residual / self.sum_squared_error).mean()
         return super().compute()
 
 
@@ -54,14 +63,17 @@ def with_loss(values: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {**values, f"{prefix}loss": values[f"{prefix}mse"]}
 
 
-def regression_metrics(prefix: str, sync_on_compute: bool = True) -> MetricCollection:
-    """MSE, MAE, R2 and explained variance; `sync_on_compute` gathers DDP processes' states."""
+def regression_metrics(
+    prefix: str, sync_on_compute: bool = True, intercept: bool = True
+) -> MetricCollection:
+    """MSE, MAE, R2 (uncentred for a model without `intercept`) and explained variance;
+    `sync_on_compute` gathers DDP processes' states."""
     options = {"sync_on_compute": sync_on_compute}
     return MetricCollection(
         {
             "mse": MeanSquaredError(**options),
             "mae": MeanAbsoluteError(**options),
-            "r2": R2OrUndefined(**options),
+            "r2": R2OrUndefined(centred=intercept, **options),
             "explained_variance": ExplainedVarianceOrUndefined(**options),
         },
         prefix=prefix,
@@ -73,7 +85,8 @@ def evaluate(network: nn.Module, batches: Iterable[Batch], prefix: str) -> dict[
     """A stage's metrics over a whole split, outside any trainer (and without logging), on the
     device `network` is on. Local to this process: under DDP only rank 0 calls this."""
     device = next(network.parameters()).device
-    metrics = regression_metrics(prefix, sync_on_compute=False).to(device)
+    intercept = getattr(network, "intercept", True)
+    metrics = regression_metrics(prefix, sync_on_compute=False, intercept=intercept).to(device)
     for features, targets in batches:
         metrics.update(network(features.to(device)), targets.to(device))
     values = with_loss(metrics.compute(), prefix)

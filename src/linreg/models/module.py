@@ -65,8 +65,8 @@ class RegressionModule(pl.LightningModule):
         self._train_loss = RunningLoss()
         # The mean training loss of the epoch, over all processes, once its last batch has run.
         self.epoch_loss: Tensor | None = None
-        self.val_metrics = regression_metrics("val/")
-        self.test_metrics = regression_metrics("test/")
+        self.val_metrics = regression_metrics("val/", intercept=net.intercept)
+        self.test_metrics = regression_metrics("test/", intercept=net.intercept)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Mapping[str, Any], path: Path | str) -> RegressionModule:

@@ -41,11 +41,17 @@ class Standardize(nn.Module):
         self.register_buffer("std", torch.ones(n_features))
 
     @torch.no_grad()
-    def fit_(self, features: Tensor) -> None:
-        self.mean.copy_(features.mean(dim=0))
+    def fit_(self, features: Tensor, centre: bool = True) -> None:
+        """Mean and standard deviation; uncentred (`centre=False`, a model through the origin),
+        mean 0 and the root mean square, so that 0 stays 0."""
+        if centre:
+            self.mean.copy_(features.mean(dim=0))
+            spread = features.std(dim=0)
+        else:
+            self.mean.zero_()
+            spread = features.square().mean(dim=0).sqrt()
         # A constant feature would divide by zero; it carries no signal, so scale it by 1.
-        std = features.std(dim=0)
-        self.std.copy_(torch.where(std > 0, std, torch.ones_like(std)))
+        self.std.copy_(torch.where(spread > 0, spread, torch.ones_like(spread)))
 
     def forward(self, values: Tensor) -> Tensor:
         return (values - self.mean) / self.std
@@ -69,12 +75,16 @@ class Decorrelate(nn.Module):
         self.register_buffer("rotation", torch.eye(n_features))
 
     @torch.no_grad()
-    def fit_(self, standardized: Tensor) -> None:
+    def fit_(self, standardized: Tensor, centre: bool = True) -> None:
+        """From the correlation, or (`centre=False`) the uncentred second moments."""
         n_rows, n_features = standardized.shape
         if n_features > MAX_DECORRELATED or n_rows < 2:
             return
         values = standardized.double()
-        correlation = torch.cov(values.T).reshape(n_features, n_features)
+        if centre:
+            correlation = torch.cov(values.T).reshape(n_features, n_features)
+        else:
+            correlation = values.T @ values / n_rows
         eigenvalues, vectors = torch.linalg.eigh(correlation)
         kept = eigenvalues > NULL_VARIANCE * eigenvalues.max().clamp(min=NULL_VARIANCE)
         scale = torch.where(kept, eigenvalues.clamp(min=NULL_VARIANCE).rsqrt(), 0.0)
@@ -116,6 +126,9 @@ class Network(nn.Module):
         self.standardize = Standardize(n_features)
         self.decorrelate = Decorrelate(n_features)
         self.target_standardize = Standardize(n_targets)
+        # Whether the network has an intercept; one through the origin (a subclass's option)
+        # scales its features and targets without centring them, so that 0 maps to 0.
+        self.intercept = bool(options.get("intercept", True))
 
     @property
     def kind(self) -> str:
@@ -132,11 +145,12 @@ class Network(nn.Module):
         """Fits the standardisations and the decorrelation on training rows and sets the output
         layer's bias to 0, the training targets' mean: the first predictions are then near the
         mean, however far from 0 the targets lie, and no step is spent walking the bias there."""
-        self.standardize.fit_(train_features)
-        self.decorrelate.fit_(self.standardize(train_features))
-        self.target_standardize.fit_(train_targets.float())
+        self.standardize.fit_(train_features, centre=self.intercept)
+        self.decorrelate.fit_(self.standardize(train_features), centre=self.intercept)
+        self.target_standardize.fit_(train_targets.float(), centre=self.intercept)
         output = [module for module in self.modules() if isinstance(module, nn.Linear)][-1]
-        output.bias.zero_()
+        if output.bias is not None:
+            output.bias.zero_()
 
     def standardized(self, features: Tensor) -> Tensor:
         """Predictions in standardised target units, what training minimises the MSE of (its

@@ -187,7 +187,7 @@ def score(
     truth where the data has one; and a note for each of those that could not be had."""
     metrics = {**evaluate(network, datamodule.batches("val"), prefix="val/"), **test_metrics}
     # From the source's own values (a table's float64), whatever precision training read.
-    fit = least_squares(datamodule.reference_batches("train"))
+    fit = least_squares(datamodule.reference_batches("train"), intercept=network.intercept)
     metrics["reference/test_mse"], variance = error_and_variance(
         fit, datamodule.reference_batches("test")
     )

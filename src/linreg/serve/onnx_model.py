@@ -138,8 +138,11 @@ def linear_graph(network: LinearRegressor, opset: int) -> onnx.ModelProto:
         helper.make_node("Sub", [INPUT_NAME, "standardize.mean"], ["centered"]),
         helper.make_node("Div", ["centered", "standardize.std"], ["standardized"]),
         helper.make_node("MatMul", ["standardized", "decorrelate.rotation"], ["decorrelated"]),
-        helper.make_node(
-            "Gemm", ["decorrelated", "linear.weight", "linear.bias"], ["linear"], transB=1
+        helper.make_node(  # without an intercept, Gemm's optional bias input is left out
+            "Gemm",
+            ["decorrelated", "linear.weight", *(["linear.bias"] if network.intercept else [])],
+            ["linear"],
+            transB=1,
         ),
         helper.make_node("Mul", ["linear", "target_standardize.std"], ["scaled"]),
         helper.make_node("Add", ["scaled", "target_standardize.mean"], [OUTPUT_NAME]),
