@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from linreg.cli import in_sweep
+from linreg.diagnostics.coefficients import INTERCEPT
 
 CONFIG_SECTIONS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks",
                    "paths", "export")  # fmt: skip
@@ -119,32 +120,67 @@ def shown(value: Any) -> str:
     return str(value)
 
 
-def coefficient_tables(coefficients: dict[str, Any], limit: int = 10) -> list[Table]:
-    """Per target: the intercept and the `limit` largest effects, trained against least squares."""
+COEFFICIENT_TABLE_WIDTH = 110
+
+
+def coefficient_tables(
+    coefficients: dict[str, Any], fit: dict[str, Any] | None = None, limit: int = 10
+) -> list[Table]:
+    """Per target: the intercept and the `limit` largest effects, trained against least squares
+    with its standard error, t, p-value and 95 % interval, and a caption with the fit's
+    statistics (`fit`: metrics.json's `least_squares_fit`)."""
     tables = []
     for target, rows in coefficients.items():
-        more = len(rows) - 1 - limit
+        shown_rows = limit + int(INTERCEPT in rows)
+        more = len(rows) - shown_rows
         title = f"coefficients of {target}" + (
             f" ({more} smaller in metrics.json)" if more > 0 else ""
         )
-        table = Table(title=title, show_header=True, header_style="bold")
-        for column in ("name", "trained", "least squares", "std error"):
+        caption = fit_caption(fit, target) if fit else None
+        table = Table(title=title, caption=caption, show_header=True, header_style="bold")
+        columns = ("name", "trained", "least squares", "std error", "t", "P>|t|", "95% CI")
+        for column in columns:
             table.add_column(column, justify="left" if column == "name" else "right")
-        for name, row in list(rows.items())[: limit + 1]:
-            error = row["std_error"]
+        for name, row in list(rows.items())[:shown_rows]:
             table.add_row(name, f"{row['trained']:.6g}", f"{row['least_squares']:.6g}",
-                          "-" if error is None else f"{error:.3g}")  # fmt: skip
+                          *_inference_cells(row))  # fmt: skip
         tables.append(table)
     return tables
+
+
+def _inference_cells(row: dict[str, Any]) -> list[str]:
+    if row.get("t") is None:  # no standard errors: no residual degrees of freedom, or rank
+        return ["-"] * 4
+    return [f"{row['std_error']:.3g}", f"{row['t']:.3f}", f"{row['p_value']:.3g}",
+            f"[{row['ci_low']:.4g}, {row['ci_high']:.4g}]"]  # fmt: skip
+
+
+def fit_caption(fit: dict[str, Any], target: str) -> str:
+    """The least-squares fit's statistics in one line, as statsmodels' summary heads them."""
+    stats = fit["targets"][target]
+    r2 = "R²" if fit["intercept"] else "R² (uncentred)"
+    parts = [f"{r2} {shown(stats['r2'])}"]
+    if "adj_r2" in stats:
+        parts += [f"adj. {shown(stats['adj_r2'])}",
+                  f"residual std error {shown(stats['residual_std_error'])}"]  # fmt: skip
+    if "f_statistic" in stats:
+        parts.append(f"F {shown(stats['f_statistic'])} (p {stats['f_p_value']:.3g})")
+    parts.append(f"{fit['rows']} rows, {fit['dof_residual']} residual df")
+    if fit.get("condition_number") is not None:
+        parts.append(f"condition number {fit['condition_number']:.3g}")
+    return "least squares: " + ", ".join(parts)
 
 
 def show_summary(summary: dict[str, Any], output_dir: Path, with_tensorboard: bool) -> None:
     if in_sweep():
         print(job_line(summary, output_dir), flush=True)
         return
-    console = Console()
+    # Wide enough for the coefficient table's seven columns where output is not a terminal (a
+    # log, a pipe: rich would assume 80).
+    console = Console(width=max(Console().width, COEFFICIENT_TABLE_WIDTH))
     console.print(summary_table(summary))
-    for table in coefficient_tables(summary.get("coefficients") or {}):
+    coefficients = summary.get("coefficients") or {}
+    for table in coefficient_tables(coefficients, summary.get("least_squares_fit")):
         console.print(table)
     if "stopping" in summary:
         console.print(f"stopping         {summary['stopping']}", highlight=False, soft_wrap=True)

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from linreg.diagnostics.inference import (
+    CONFIDENCE,
+    coefficient_statistics,
+    residual_dof,
+    t_quantile,
+)
 from linreg.diagnostics.reference import LeastSquares
 from linreg.models.network import Network
 
@@ -12,8 +18,9 @@ INTERCEPT = "(intercept)"
 
 
 def coefficient_table(network: Network, fit: LeastSquares) -> dict[str, dict[str, Any]] | None:
-    """{target: {name: {trained, least_squares, std_error}}}, the intercept (where the model has
-    one) first and then the
+    """{target: {name: {trained, least_squares, std_error, t, p_value, ci_low, ci_high}}}, the
+    least-squares statistics null where it has no standard errors; the intercept (where the
+    model has one) first and then the
     features by the size of their least-squares effect (coefficient x the feature's training
     standard deviation), largest first; None for a network without coefficients."""
     coefficients = network.coefficients()
@@ -21,6 +28,19 @@ def coefficient_table(network: Network, fit: LeastSquares) -> dict[str, dict[str
         return None
     weight, bias = (values.double().cpu() for values in coefficients)
     spread = network.standardize.std.double().cpu()
+    dof = residual_dof(fit)
+    quantile = t_quantile(1 - CONFIDENCE, dof) if fit.weight_se is not None and dof > 0 else 0.0
+
+    def _row(trained: Any, exact: Any, errors: Any, index: tuple[int, ...]) -> dict[str, Any]:
+        error = None if errors is None else float(errors[index])
+        statistics = coefficient_statistics(float(exact), error, dof, quantile)
+        return {
+            "trained": float(trained),
+            "least_squares": float(exact),
+            "std_error": error,
+            **(statistics or dict.fromkeys(("t", "p_value", "ci_low", "ci_high"))),
+        }
+
     table = {}
     for t, target in enumerate(network.target_names):
         rows = {INTERCEPT: _row(bias[t], fit.bias[t], fit.bias_se, (t,))} if fit.intercept else {}
@@ -33,11 +53,3 @@ def coefficient_table(network: Network, fit: LeastSquares) -> dict[str, dict[str
             )
         table[target] = rows
     return table
-
-
-def _row(trained: Any, exact: Any, errors: Any, index: tuple[int, ...]) -> dict[str, float | None]:
-    return {
-        "trained": float(trained),
-        "least_squares": float(exact),
-        "std_error": None if errors is None else float(errors[index]),
-    }

@@ -24,12 +24,14 @@ EXACT_LIMIT = 400_000
 @dataclass(frozen=True)
 class ExactFit:
     """Coefficients (n_targets, n_features), intercepts and their standard errors (None where
-    there are no residual degrees of freedom), each rounded once to float64."""
+    there are no residual degrees of freedom), and each target's residual sum of squares, each
+    rounded once to float64."""
 
     weight: np.ndarray
     bias: np.ndarray
     weight_se: np.ndarray | None
     bias_se: np.ndarray | None
+    rss: np.ndarray
 
 
 def integer_columns(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,6 +83,7 @@ def exact_least_squares(
     dof = rows - coefficients
     estimates = np.empty((targets.shape[1], coefficients))
     errors = np.empty_like(estimates)
+    rss = np.empty(targets.shape[1])
     for target in range(targets.shape[1]):
         solution = [Fraction(int(g[target].numerator), int(g[target].denominator)) for g in gamma]
         shift = int(response_exp[target])
@@ -88,11 +91,12 @@ def exact_least_squares(
             float(_scaled(value, shift - int(exp)))
             for value, exp in zip(solution, design_exp, strict=True)
         ]
+        column = response[:, target]
+        residual = int(column @ column) - sum(
+            value * int(c) for value, c in zip(solution, cross[:, target], strict=True)
+        )
+        rss[target] = float(_scaled(Fraction(residual), 2 * shift))
         if dof > 0:
-            column = response[:, target]
-            residual = int(column @ column) - sum(
-                value * int(c) for value, c in zip(solution, cross[:, target], strict=True)
-            )
             variance = _scaled(Fraction(residual), 2 * shift) / dof
             errors[target] = [
                 math.sqrt(float(
@@ -102,10 +106,11 @@ def exact_least_squares(
             ]  # fmt: skip
     standard_errors = errors if dof > 0 else None
     if not intercept:
-        return ExactFit(estimates, np.zeros(targets.shape[1]), standard_errors, None)
+        return ExactFit(estimates, np.zeros(targets.shape[1]), standard_errors, None, rss)
     return ExactFit(
         estimates[:, :n_features],
         estimates[:, n_features],
         None if standard_errors is None else standard_errors[:, :n_features],
         None if standard_errors is None else standard_errors[:, n_features],
+        rss,
     )

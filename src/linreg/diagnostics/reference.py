@@ -13,9 +13,12 @@ follow the textbook formula (statsmodels' `bse`), where they are defined.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -72,6 +75,13 @@ class LeastSquares:
     rows: int
     rank: int
     intercept: bool = True
+    # Per target: the residual sum of squares and the total one (about the mean, or about 0
+    # through the origin); what R², the F statistic and the residual error come from.
+    rss: Tensor | None = None
+    tss: Tensor | None = None
+    # The design's condition number (its columns, and the constant one with an intercept, as
+    # statsmodels reports it): from the rows where they were kept, else from the moments.
+    condition: float | None = None
 
     @property
     def unique(self) -> bool:
@@ -100,12 +110,18 @@ def least_squares(batches: Iterable[Batch], intercept: bool = True) -> LeastSqua
             torch.cat([y for _, y in kept]).numpy(),
             intercept=intercept,
         )
+        x = torch.cat([x for x, _ in kept]).numpy()
+        design = np.hstack([x, np.ones((len(x), 1))]) if intercept else x
+        condition = float(np.linalg.cond(design))
         if exact is not None:
             return LeastSquares(
                 *(None if value is None else torch.from_numpy(value) for value in (
                     exact.weight, exact.bias, exact.weight_se, exact.bias_se)),
                 rows=moments.rows, rank=exact.weight.shape[1], intercept=intercept,
+                rss=torch.from_numpy(exact.rss), tss=torch.diagonal(moments.yy).clone(),
+                condition=condition,
             )  # fmt: skip
+        return dataclasses.replace(moments_least_squares(moments), condition=condition)
     return moments_least_squares(moments)
 
 
@@ -128,14 +144,35 @@ def moments_least_squares(moments: CentredMoments) -> LeastSquares:
     bias = moments.mean_y - weight @ moments.mean_x
     weight_se = bias_se = None
     residual_dof = moments.rows - rank - int(moments.centre)
+    rss = (torch.diagonal(moments.yy) - (scaled_beta * scaled_xy).sum(0)).clamp(min=0)
     if rank == n_features and residual_dof > 0:
-        residual = torch.diagonal(moments.yy) - (scaled_beta * scaled_xy).sum(0)
-        sigma2 = residual.clamp(min=0) / residual_dof  # (n_targets,)
+        sigma2 = rss / residual_dof  # (n_targets,)
         weight_se = torch.sqrt(sigma2[:, None] * (torch.diagonal(inverse) / scale**2)[None, :])
         if moments.centre:
             centre = moments.mean_x / scale
             bias_se = torch.sqrt(sigma2 * (1 / moments.rows + centre @ inverse @ centre))
-    return LeastSquares(weight, bias, weight_se, bias_se, moments.rows, rank, moments.centre)
+    return LeastSquares(weight, bias, weight_se, bias_se, moments.rows, rank, moments.centre,
+                        rss=rss, tss=torch.diagonal(moments.yy).clone(),
+                        condition=moments_condition(moments))  # fmt: skip
+
+
+def moments_condition(moments: CentredMoments) -> float:
+    """The design's condition number from its Gram matrix (with the constant column where the fit
+    has an intercept): the square root of its eigenvalues' ratio. float64 resolves that ratio up
+    to about 1e16, so a number above about 1e8 says only that the design is ill-conditioned;
+    with the rows at hand (small tables) the condition number is computed from them instead."""
+    n = moments.rows
+    raw = moments.xx + n * torch.outer(moments.mean_x, moments.mean_x)
+    if moments.centre:
+        column = n * moments.mean_x
+        raw = torch.cat([
+            torch.cat([raw, column[:, None]], dim=1),
+            torch.cat([column, raw.new_tensor([float(n)])])[None, :],
+        ])  # fmt: skip
+    eigenvalues = torch.linalg.eigvalsh(raw)
+    largest = float(eigenvalues.max())
+    smallest = max(float(eigenvalues.min()), largest * torch.finfo(torch.float64).eps)
+    return math.sqrt(largest / smallest) if largest > 0 else math.inf
 
 
 def mse_of(fit: LeastSquares, test: Iterable[Batch]) -> float:

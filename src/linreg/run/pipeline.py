@@ -25,6 +25,7 @@ from linreg.console import progress, show_config, show_summary
 from linreg.data.module import RegressionDataModule
 from linreg.diagnostics.coefficients import coefficient_table
 from linreg.diagnostics.ground_truth import parameter_error, unavailable_reason
+from linreg.diagnostics.inference import conditioning_note, fit_statistics
 from linreg.diagnostics.reference import (
     EXACT_FIT_FRACTION,
     error_and_variance,
@@ -53,6 +54,7 @@ class Scored:
     metrics: dict[str, float]
     coefficients: dict[str, Any] | None
     notes: list[str]
+    inference: dict[str, Any]  # the least-squares fit's statistics (R², F, ...)
 
 
 @dataclass
@@ -213,6 +215,7 @@ def score(
             f"the least-squares reference is not unique ({fit.rows} training rows, rank "
             f"{fit.rank} of {network.n_features} features): the minimum-norm one is shown"
         )
+    notes += [note for note in (conditioning_note(fit),) if note]
     coefficients = coefficient_table(network, fit)
     reason = unavailable_reason(network, datamodule.ground_truth)
     if coefficients is None:
@@ -221,7 +224,7 @@ def score(
         notes.append(f"params/* not computed: {reason}")
     else:
         metrics.update(parameter_error(network, datamodule.ground_truth))
-    return Scored(metrics, coefficients, notes)
+    return Scored(metrics, coefficients, notes, fit_statistics(fit, network.target_names))
 
 
 def epoch_note(datamodule: RegressionDataModule) -> list[str]:
@@ -295,6 +298,7 @@ def record(
         "test_mse_gap_to_reference": metrics["reference/test_gap"],
         "network": built.module.net.kind,
         "coefficients": scored.coefficients,
+        "least_squares_fit": scored.inference,
         "notes": scored.notes,
         "epochs": trainer.current_epoch,
         "stopping": _stopping(trainer),
