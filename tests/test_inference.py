@@ -104,3 +104,28 @@ def test_every_statistic_is_statsmodels_ols_on_the_same_rows(
     ill_conditioned = any("ill-conditioned" in note for note in summary["notes"])
     assert ill_conditioned == (ols.condition_number > 1e3)
     assert "P>|t|" in result.stdout and "adj. " in result.stdout
+
+
+def test_split_all_fits_every_row_and_says_what_was_measured_on_what(tmp_path: Path) -> None:
+    result = run_cli([*QUIET, "data=table", "data.path=examples/longley.csv", "data.target=TOTEMP",
+                      "split=all", "optimizer=lbfgs", "trainer.precision=64-true"],
+                     tmp_path / "run")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    fit = summary["least_squares_fit"]
+    assert (fit["rows"], fit["dof_residual"]) == (16, 9)  # every row, NIST's degrees of freedom
+    assert (
+        "val/* and test/* are measured on the training rows (in-sample: the split gives val and "
+        "test no rows); the least-squares statistics describe all 16 of them"
+    ) in summary["notes"]
+    # In-sample, the trained model's R² is the fit's (NIST certifies 0.995479004577296).
+    assert summary["metrics"]["test/r2"] == pytest.approx(0.995479004577296, rel=1e-9)
+    assert fit["targets"]["TOTEMP"]["r2"] == pytest.approx(0.995479004577296, rel=1e-12)
+
+    synthetic = run_cli([*QUIET, "split=all"], tmp_path / "synthetic")
+    assert synthetic.returncode == 1
+    assert synthetic.stderr.strip() == (
+        "error: data.train_fraction=1.0 is invalid: must be between 0 and 1 (this data source "
+        "keeps held-out splits: split=all, every row for training, is for data=table)"
+    )
+    assert not (tmp_path / "synthetic").exists()

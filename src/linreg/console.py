@@ -123,28 +123,24 @@ def shown(value: Any) -> str:
 COEFFICIENT_TABLE_WIDTH = 110
 
 
-def coefficient_tables(
-    coefficients: dict[str, Any], fit: dict[str, Any] | None = None, limit: int = 10
-) -> list[Table]:
+def coefficient_tables(coefficients: dict[str, Any], limit: int = 10) -> dict[str, Table]:
     """Per target: the intercept and the `limit` largest effects, trained against least squares
-    with its standard error, t, p-value and 95 % interval, and a caption with the fit's
-    statistics (`fit`: metrics.json's `least_squares_fit`)."""
-    tables = []
+    with its standard error, t, p-value and 95 % interval."""
+    tables = {}
     for target, rows in coefficients.items():
         shown_rows = limit + int(INTERCEPT in rows)
         more = len(rows) - shown_rows
         title = f"coefficients of {target}" + (
             f" ({more} smaller in metrics.json)" if more > 0 else ""
         )
-        caption = fit_caption(fit, target) if fit else None
-        table = Table(title=title, caption=caption, show_header=True, header_style="bold")
+        table = Table(title=title, show_header=True, header_style="bold")
         columns = ("name", "trained", "least squares", "std error", "t", "P>|t|", "95% CI")
         for column in columns:
             table.add_column(column, justify="left" if column == "name" else "right")
         for name, row in list(rows.items())[:shown_rows]:
             table.add_row(name, f"{row['trained']:.6g}", f"{row['least_squares']:.6g}",
                           *_inference_cells(row))  # fmt: skip
-        tables.append(table)
+        tables[target] = table
     return tables
 
 
@@ -155,8 +151,9 @@ def _inference_cells(row: dict[str, Any]) -> list[str]:
             f"[{row['ci_low']:.4g}, {row['ci_high']:.4g}]"]  # fmt: skip
 
 
-def fit_caption(fit: dict[str, Any], target: str) -> str:
-    """The least-squares fit's statistics in one line, as statsmodels' summary heads them."""
+def fit_line(fit: dict[str, Any], target: str) -> str:
+    """The least-squares fit's statistics in one line (`fit`: metrics.json's
+    `least_squares_fit`), as statsmodels' summary heads them."""
     stats = fit["targets"][target]
     r2 = "R²" if fit["intercept"] else "R² (uncentred)"
     parts = [f"{r2} {shown(stats['r2'])}"]
@@ -168,7 +165,7 @@ def fit_caption(fit: dict[str, Any], target: str) -> str:
     parts.append(f"{fit['rows']} rows, {fit['dof_residual']} residual df")
     if fit.get("condition_number") is not None:
         parts.append(f"condition number {fit['condition_number']:.3g}")
-    return "least squares: " + ", ".join(parts)
+    return ", ".join(parts)
 
 
 def show_summary(summary: dict[str, Any], output_dir: Path, with_tensorboard: bool) -> None:
@@ -179,9 +176,12 @@ def show_summary(summary: dict[str, Any], output_dir: Path, with_tensorboard: bo
     # log, a pipe: rich would assume 80).
     console = Console(width=max(Console().width, COEFFICIENT_TABLE_WIDTH))
     console.print(summary_table(summary))
-    coefficients = summary.get("coefficients") or {}
-    for table in coefficient_tables(coefficients, summary.get("least_squares_fit")):
+    fit = summary.get("least_squares_fit")
+    for target, table in coefficient_tables(summary.get("coefficients") or {}).items():
         console.print(table)
+        if fit:
+            console.print(f"{'least squares':<17}{fit_line(fit, target)}", highlight=False,
+                          soft_wrap=True)  # fmt: skip
     if "stopping" in summary:
         console.print(f"stopping         {summary['stopping']}", highlight=False, soft_wrap=True)
     for note in summary.get("notes", []):

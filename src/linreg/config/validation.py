@@ -82,7 +82,9 @@ def check_split_options(data: DictConfig, empty_eval_splits: bool = False) -> No
         elif empty_eval_splits:
             require(0 <= value < 1, f"data.{name}_fraction", value, "must be in [0, 1)")
         else:
-            require(0 < value < 1, f"data.{name}_fraction", value, "must be between 0 and 1")
+            require(0 < value < 1, f"data.{name}_fraction", value,
+                    "must be between 0 and 1 (this data source keeps held-out splits: "
+                    "split=all, every row for training, is for data=table)")  # fmt: skip
     if abs(sum(fractions) - 1) > 1e-6:
         raise ConfigError(
             "data.train_fraction, data.val_fraction and data.test_fraction must add up to 1, got "

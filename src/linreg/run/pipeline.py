@@ -196,10 +196,15 @@ def score(
     metrics["reference/test_gap"] = gap_to_reference(
         metrics["test/mse"], metrics["reference/test_mse"], variance
     )
-    notes = [
-        f"{stage}/* are measured on the training rows: the table gives the {stage} split no rows"
-        for stage in datamodule.source.measured_on_training_rows
-    ]
+    in_sample = datamodule.source.measured_on_training_rows
+    notes = []
+    if in_sample:
+        stages = " and ".join(f"{stage}/*" for stage in in_sample)
+        notes.append(
+            f"{stages} are measured on the training rows (in-sample: the split gives "
+            f"{' and '.join(in_sample)} no rows); the least-squares statistics describe all "
+            f"{fit.rows} of them"
+        )
     split_rows = {stage: datamodule.rows(stage) for stage in ("val", "test")}
     notes += undefined_metrics(metrics, split_rows)
     notes += epoch_note(datamodule)
