@@ -101,7 +101,8 @@ def coefficients_figure(coefficients: dict[str, dict[str, dict]], limit: int = 3
     for axes, (target, rows) in zip(
         np.atleast_1d(figure.subplots(len(shown), 1)), shown, strict=True
     ):
-        names = [name for name in rows if name != "(intercept)"][:limit]
+        features = [name for name in rows if name != "(intercept)"]
+        names = features[:limit]
         positions = np.arange(len(names))
         exact = np.array([rows[name]["least_squares"] for name in names])
         errors = [rows[name]["std_error"] for name in names]
@@ -111,7 +112,7 @@ def coefficients_figure(coefficients: dict[str, dict[str, dict]], limit: int = 3
                   label="trained")  # fmt: skip
         axes.set_yticks(positions, names)
         axes.invert_yaxis()
-        which = f"{len(names)} largest of {len(rows) - 1}" if len(rows) - 1 > limit else "all"
+        which = f"{len(names)} largest of {len(features)}" if len(features) > limit else "all"
         axes.set(xlabel="coefficient (raw units)", title=f"{target}: {which} coefficients")
         axes.legend()
     _say_which_targets(figure, n_targets)
