@@ -209,6 +209,7 @@ def test_checkpoint_loads_with_weights_only_and_holds_plain_hparams(default_run)
                 "n_targets": 1,
                 "feature_names": [f"x{i}" for i in range(8)],
                 "target_names": ["y0"],
+                "intercept": True,
             },
         },
         "steps_per_execution": 16,

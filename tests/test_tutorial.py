@@ -235,6 +235,7 @@ def test_lesson_8_save_load_export() -> None:
                 "n_targets": 1,
                 "feature_names": ["x0", "x1", "x2", "x3"],
                 "target_names": ["y0"],
+                "intercept": True,
             },
         },
         "steps_per_execution": 1,

@@ -21,7 +21,6 @@ from rich.table import Table
 from rich.tree import Tree
 
 from linreg.cli import in_sweep
-from linreg.diagnostics.coefficients import INTERCEPT
 
 CONFIG_SECTIONS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks",
                    "paths", "export")  # fmt: skip
@@ -123,12 +122,15 @@ def shown(value: Any) -> str:
 COEFFICIENT_TABLE_WIDTH = 110
 
 
-def coefficient_tables(coefficients: dict[str, Any], limit: int = 10) -> dict[str, Table]:
-    """Per target: the intercept and the `limit` largest effects, trained against least squares
-    with its standard error, t, p-value and 95 % interval."""
+def coefficient_tables(
+    coefficients: dict[str, Any], intercept: bool = True, limit: int = 10
+) -> dict[str, Table]:
+    """Per target: the intercept (the first row, where the model has one) and the `limit`
+    largest effects, trained against least squares with its standard error, t, p-value and 95 %
+    interval."""
     tables = {}
     for target, rows in coefficients.items():
-        shown_rows = limit + int(INTERCEPT in rows)
+        shown_rows = limit + int(intercept)
         more = len(rows) - shown_rows
         title = f"coefficients of {target}" + (
             f" ({more} smaller in metrics.json)" if more > 0 else ""
@@ -165,6 +167,8 @@ def fit_line(fit: dict[str, Any], target: str) -> str:
     parts.append(f"{fit['rows']} rows, {fit['dof_residual']} residual df")
     if fit.get("condition_number") is not None:
         parts.append(f"condition number {fit['condition_number']:.3g}")
+    if fit.get("condition_index") is not None:
+        parts.append(f"condition index {fit['condition_index']:.3g} (standardised columns)")
     return ", ".join(parts)
 
 
@@ -177,7 +181,8 @@ def show_summary(summary: dict[str, Any], output_dir: Path, with_tensorboard: bo
     console = Console(width=max(Console().width, COEFFICIENT_TABLE_WIDTH))
     console.print(summary_table(summary))
     fit = summary.get("least_squares_fit")
-    for target, table in coefficient_tables(summary.get("coefficients") or {}).items():
+    intercept = fit["intercept"] if fit else True
+    for target, table in coefficient_tables(summary.get("coefficients") or {}, intercept).items():
         console.print(table)
         if fit:
             console.print(f"{'least squares':<17}{fit_line(fit, target)}", highlight=False,

@@ -15,28 +15,56 @@ from typing import Any
 from linreg.diagnostics.reference import LeastSquares
 
 CONFIDENCE = 0.95
-# statsmodels notes a condition number above this (its summary's "strong multicollinearity").
-ILL_CONDITIONED = 1e3
+# A condition index of the standardised columns above this is strong collinearity (Belsley, Kuh
+# and Welsch's rule); the raw condition number, which statsmodels notes above 1000, also grows
+# with the columns' units (a year beside a rate), so it is reported, not warned about.
+COLLINEAR = 30.0
+
+
+# Below float64's smallest positive number (subnormals included): a p-value there is 0.
+UNDERFLOW_LOG = -330 * math.log(10)
 
 
 def regularized_beta(a: float, b: float, x: float, one_minus_x: float) -> float:
-    """I_x(a, b), the regularised incomplete beta function, in mpmath: its series converges fast
-    for x below the mean a/(a+b); above it, 1 - I_{1-x}(b, a), in enough digits that a tiny
-    result (a p-value of 1e-40) keeps its own. `one_minus_x` is passed apart, computed without
-    the cancellation 1 - x would cost."""
+    """I_x(a, b), the regularised incomplete beta function, with mpmath, for any degrees of
+    freedom. mpmath's series converge slowly or cancel where a is large and x near 1 (many
+    residual degrees of freedom), so: a value that cannot reach float64's range is 0 at once (from
+    the first term of its series, x^a (1-x)^b / (a B(a, b)), and the ratio its terms shrink by);
+    x below 1/2 goes to mpmath's `betainc`; above, 1 - I_{1-x}(b, a), whose series in
+    2F1(a+b, 1; b+1; 1-x) has positive terms, in as many digits as the result needs (a p-value of
+    1e-40 keeps its own). `one_minus_x` is passed apart, computed without the cancellation."""
     import mpmath
 
-    if x <= a / (a + b):
-        with mpmath.workdps(30):  # x near 1 (many degrees of freedom) read from 1 - x exactly
-            near = mpmath.mpf(x) if x < 0.5 else 1 - mpmath.mpf(one_minus_x)
-            return float(mpmath.betainc(a, b, 0, near, regularized=True))
+    with mpmath.workdps(30):
+        a_, b_, x_, y_ = (mpmath.mpf(value) for value in (a, b, x, one_minus_x))
+        log_x, log_y = _logs(x_, y_)
+        log_first = a_ * log_x + b_ * log_y - mpmath.log(a_) - mpmath.log(mpmath.beta(a_, b_))
+        ratio = x_ * max(1, (a_ + b_) / (a_ + 1))
+        if ratio < 1 and log_first - mpmath.log(1 - ratio) < UNDERFLOW_LOG:
+            return 0.0
+        if x <= 0.5:
+            return float(mpmath.betainc(a_, b_, 0, x_, regularized=True))
     value = mpmath.mpf(0)
-    for digits in (30, 120, 400):  # float64 underflows below 1e-308
+    for digits in (30, 120, 400, 1600):
         with mpmath.workdps(digits):
-            value = 1 - mpmath.betainc(b, a, 0, mpmath.mpf(one_minus_x), regularized=True)
+            a_, b_, x_, y_ = (mpmath.mpf(value) for value in (a, b, x, one_minus_x))
+            log_x, log_y = _logs(x_, y_)
+            lead = mpmath.exp(b_ * log_y + a_ * log_x - mpmath.log(b_)
+                              - mpmath.log(mpmath.beta(b_, a_)))  # fmt: skip
+            value = 1 - lead * mpmath.hyp2f1(a_ + b_, 1, b_ + 1, y_, maxterms=10**6)
             if value > mpmath.mpf(10) ** (20 - digits):
                 break
     return float(value)
+
+
+def _logs(x: Any, y: Any) -> tuple[Any, Any]:
+    """log x and log(1 - x) from the smaller of x and y = 1 - x, which holds its digits: with
+    a billion degrees of freedom, x^a's error is a times x's."""
+    import mpmath
+
+    if x <= y:
+        return mpmath.log(x), mpmath.log1p(-x)
+    return mpmath.log1p(-y), mpmath.log(y)
 
 
 def t_p_value(t: float, dof: int) -> float:
@@ -116,17 +144,19 @@ def fit_statistics(fit: LeastSquares, target_names: list[str]) -> dict[str, Any]
         "dof_residual": dof,
         "intercept": fit.intercept,
         "condition_number": fit.condition,
+        "condition_index": fit.condition_index,
         "targets": per_target,
     }
 
 
 def conditioning_note(fit: LeastSquares) -> str | None:
-    """One line where the design is ill-conditioned, as statsmodels warns; None where it is not
-    (a design that does not determine the fit at all has a note of its own)."""
-    if not fit.unique or fit.condition is None or fit.condition <= ILL_CONDITIONED:
+    """One line where the design's columns are strongly collinear; None where they are not (a
+    design that does not determine the fit at all has a note of its own)."""
+    index = fit.condition_index
+    if not fit.unique or index is None or index <= COLLINEAR:
         return None
     return (
-        f"the design is ill-conditioned (condition number {fit.condition:.3g}, above "
-        f"{ILL_CONDITIONED:g}): collinear columns, or columns on very different scales; the "
-        "coefficients and their standard errors move with small changes in the data"
+        f"the design is ill-conditioned: its standardised columns' condition index is "
+        f"{index:.3g} (above {COLLINEAR:g}: some columns are nearly combinations of others); "
+        "the coefficients and their standard errors move with small changes in the data"
     )

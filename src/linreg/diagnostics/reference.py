@@ -82,6 +82,10 @@ class LeastSquares:
     # The design's condition number (its columns, and the constant one with an intercept, as
     # statsmodels reports it): from the rows where they were kept, else from the moments.
     condition: float | None = None
+    # The condition index of the standardised columns (centred too, with an intercept): the
+    # square root of their correlation matrix's eigenvalue ratio. Unlike the condition number it
+    # does not grow with the columns' units, only with collinearity (Belsley, Kuh and Welsch).
+    condition_index: float | None = None
 
     @property
     def unique(self) -> bool:
@@ -119,7 +123,7 @@ def least_squares(batches: Iterable[Batch], intercept: bool = True) -> LeastSqua
                     exact.weight, exact.bias, exact.weight_se, exact.bias_se)),
                 rows=moments.rows, rank=exact.weight.shape[1], intercept=intercept,
                 rss=torch.from_numpy(exact.rss), tss=torch.diagonal(moments.yy).clone(),
-                condition=condition,
+                condition=condition, condition_index=condition_index(moments),
             )  # fmt: skip
         return dataclasses.replace(moments_least_squares(moments), condition=condition)
     return moments_least_squares(moments)
@@ -151,9 +155,23 @@ def moments_least_squares(moments: CentredMoments) -> LeastSquares:
         if moments.centre:
             centre = moments.mean_x / scale
             bias_se = torch.sqrt(sigma2 * (1 / moments.rows + centre @ inverse @ centre))
+    index = _index(eigenvalues)
     return LeastSquares(weight, bias, weight_se, bias_se, moments.rows, rank, moments.centre,
                         rss=rss, tss=torch.diagonal(moments.yy).clone(),
-                        condition=moments_condition(moments))  # fmt: skip
+                        condition=moments_condition(moments), condition_index=index)  # fmt: skip
+
+
+def condition_index(moments: CentredMoments) -> float:
+    """The condition index of the moments' standardised columns (see `LeastSquares`)."""
+    scale = torch.sqrt(torch.diagonal(moments.xx))
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return _index(torch.linalg.eigvalsh(moments.xx / torch.outer(scale, scale)))
+
+
+def _index(eigenvalues: Tensor) -> float:
+    largest = float(eigenvalues.max())
+    smallest = max(float(eigenvalues.min()), largest * torch.finfo(torch.float64).eps)
+    return math.sqrt(largest / smallest) if largest > 0 else math.inf
 
 
 def moments_condition(moments: CentredMoments) -> float:
