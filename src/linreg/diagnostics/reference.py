@@ -109,12 +109,8 @@ def least_squares(batches: Iterable[Batch], intercept: bool = True) -> LeastSqua
     if moments.rows == 0:
         raise ValueError("least squares needs at least one row")
     if kept:
-        exact = exact_least_squares(
-            torch.cat([x for x, _ in kept]).numpy(),
-            torch.cat([y for _, y in kept]).numpy(),
-            intercept=intercept,
-        )
         x = torch.cat([x for x, _ in kept]).numpy()
+        exact = exact_least_squares(x, torch.cat([y for _, y in kept]).numpy(), intercept=intercept)
         design = np.hstack([x, np.ones((len(x), 1))]) if intercept else x
         condition = float(np.linalg.cond(design))
         if exact is not None:
@@ -123,7 +119,8 @@ def least_squares(batches: Iterable[Batch], intercept: bool = True) -> LeastSqua
                     exact.weight, exact.bias, exact.weight_se, exact.bias_se)),
                 rows=moments.rows, rank=exact.weight.shape[1], intercept=intercept,
                 rss=torch.from_numpy(exact.rss), tss=torch.diagonal(moments.yy).clone(),
-                condition=condition, condition_index=condition_index(moments),
+                condition=condition,
+                condition_index=_index(torch.linalg.eigvalsh(_scaled_gram(moments)[1])),
             )  # fmt: skip
         return dataclasses.replace(moments_least_squares(moments), condition=condition)
     return moments_least_squares(moments)
@@ -132,10 +129,7 @@ def least_squares(batches: Iterable[Batch], intercept: bool = True) -> LeastSqua
 def moments_least_squares(moments: CentredMoments) -> LeastSquares:
     """The fit from centred moments: the scaled, centred normal equations solved by an
     eigen-decomposition (collinear columns: the minimum-norm answer)."""
-    # Scaled to unit diagonal, the Gram matrix's eigenvalues measure collinearity alone.
-    scale = torch.sqrt(torch.diagonal(moments.xx))
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    gram = moments.xx / torch.outer(scale, scale)
+    scale, gram = _scaled_gram(moments)
     eigenvalues, eigenvectors = torch.linalg.eigh(gram)
     n_features = len(scale)
     tolerance = eigenvalues.max().clamp(min=0) * n_features * torch.finfo(torch.float64).eps
@@ -161,14 +155,16 @@ def moments_least_squares(moments: CentredMoments) -> LeastSquares:
                         condition=moments_condition(moments), condition_index=index)  # fmt: skip
 
 
-def condition_index(moments: CentredMoments) -> float:
-    """The condition index of the moments' standardised columns (see `LeastSquares`)."""
+def _scaled_gram(moments: CentredMoments) -> tuple[Tensor, Tensor]:
+    """The columns' scales and their Gram matrix scaled to a unit diagonal (their correlation
+    matrix, with an intercept), whose eigenvalues measure collinearity alone."""
     scale = torch.sqrt(torch.diagonal(moments.xx))
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    return _index(torch.linalg.eigvalsh(moments.xx / torch.outer(scale, scale)))
+    return scale, moments.xx / torch.outer(scale, scale)
 
 
 def _index(eigenvalues: Tensor) -> float:
+    """The square root of a symmetric matrix's eigenvalue ratio, to float64's resolution."""
     largest = float(eigenvalues.max())
     smallest = max(float(eigenvalues.min()), largest * torch.finfo(torch.float64).eps)
     return math.sqrt(largest / smallest) if largest > 0 else math.inf
@@ -187,10 +183,7 @@ def moments_condition(moments: CentredMoments) -> float:
             torch.cat([raw, column[:, None]], dim=1),
             torch.cat([column, raw.new_tensor([float(n)])])[None, :],
         ])  # fmt: skip
-    eigenvalues = torch.linalg.eigvalsh(raw)
-    largest = float(eigenvalues.max())
-    smallest = max(float(eigenvalues.min()), largest * torch.finfo(torch.float64).eps)
-    return math.sqrt(largest / smallest) if largest > 0 else math.inf
+    return _index(torch.linalg.eigvalsh(raw))
 
 
 def mse_of(fit: LeastSquares, test: Iterable[Batch]) -> float:

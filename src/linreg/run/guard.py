@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from linreg.cli import exit_on_user_error
 from linreg.config import validate
 from linreg.errors import RunFolderError
-from linreg.run.lock import LOCK_FILE, hold_lock, refuse_if_locked
+from linreg.run.lock import LOCK_FILE, claim, hold_lock, refuse_if_locked
 from linreg.serve.formats import check_export
 
 
@@ -62,10 +62,7 @@ def check_run_folder(config: DictConfig) -> None:
         hold_lock(run_dir, IN_TRAINING)
         return
     check_config(config)
-    refuse_if_locked(run_dir, IN_TRAINING)
-    _refuse_used(run_dir)  # before the lock file is created in another run's folder
-    hold_lock(run_dir, IN_TRAINING)
-    _refuse_used(run_dir)  # a run started at the same moment may have written first
+    claim(run_dir, IN_TRAINING, _refuse_used)
 
 
 def _refuse_used(run_dir: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -13,6 +14,17 @@ from linreg.errors import RunFolderError
 
 LOCK_FILE = ".lock"
 _held: list[TextIO] = []  # open for the life of the process: the lock goes with it
+
+
+def claim(folder: Path, doing: str, refuse_used: Callable[[Path], None]) -> None:
+    """Takes `folder` for this process: refused where another process holds it, or where
+    `refuse_used` finds it holds another run's work; checked before the lock file is created (so
+    a refusal writes nothing into another's folder) and again once the lock is held (a process
+    started at the same moment may have written first)."""
+    refuse_if_locked(folder, doing)
+    refuse_used(folder)
+    hold_lock(folder, doing)
+    refuse_used(folder)
 
 
 def hold_lock(folder: Path, doing: str) -> None:

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from linreg.cli import exit_on_user_error
 from linreg.errors import RunFolderError
-from linreg.run.lock import hold_lock, refuse_if_locked
+from linreg.run.lock import claim
 
 SWEEPING = "being swept"
 
@@ -50,11 +50,7 @@ def claim_sweep_folder(config: DictConfig) -> None:
     refuses a folder that holds another sweep (its report would mix the two) or, unless the
     sweeper resumes (declares `resumes = True`, as `hparams_search=optuna` does), this sweep's
     jobs already (they would run again into their own folders)."""
-    sweep_dir = Path(config.hydra.sweep.dir)
-    refuse_if_locked(sweep_dir, SWEEPING)
-    _refuse_held(sweep_dir, config)  # before the lock file is created in another sweep's folder
-    hold_lock(sweep_dir, SWEEPING)
-    _refuse_held(sweep_dir, config)  # a sweep started at the same moment may have written first
+    claim(Path(config.hydra.sweep.dir), SWEEPING, lambda folder: _refuse_held(folder, config))
 
 
 def _refuse_held(sweep_dir: Path, config: DictConfig) -> None:
