@@ -143,8 +143,9 @@ def test_missing_values_are_an_error_naming_the_first_or_are_dropped(tmp_path: P
     [
         ("a,b,price\n1,2,3\n", {"target": "cost"},
          "data.target=cost: no such column in {path}; its columns are a, b, price"),
-        ("a,city,price\n1,x,3\n2,y,4\n", {},
-         "data.features: column 'city' of {path} holds string values, not numbers"),
+        ("a,day,price\n1,2020-01-01,3\n2,2020-01-02,4\n", {},
+         "data.features: column 'day' of {path} holds date32[day] values, not numbers; leave it "
+         "out, or encode it (data.categorical=[day])"),
         ("a,b,price\n1,5,3\n2,5,4\n3,5,6\n", {},
          "data.features: 'b' of {path} holds one value in every row"),
         ("a,a,price\n1,5,3\n", {}, "data.path={path} has duplicate column names: a"),
@@ -157,7 +158,7 @@ def test_missing_values_are_an_error_naming_the_first_or_are_dropped(tmp_path: P
         ("a,b,price\n1,2,3\n", {"split_column": "price"},
          "data.split_column=price is also the target; a split column holds train/val/test"),
     ],
-    ids=["unknown-target", "text-column", "constant", "duplicates", "infinite", "all-dropped",
+    ids=["unknown-target", "date-column", "constant", "duplicates", "infinite", "all-dropped",
          "target-as-feature", "target-as-split"],
 )  # fmt: skip
 def test_a_bad_table_is_one_clear_error_naming_it(
@@ -549,7 +550,7 @@ def test_fewer_training_rows_than_coefficients_still_trains_and_says_the_referen
 @pytest.mark.parametrize(
     ("content", "options", "message"),
     [
-        ("a,city,price\n1,x,3\n2,y,4\n", [], "data.features: column 'city' of {path} holds string"),
+        ("a,b,price\n1,2,x\n2,3,y\n", [], "data.target: column 'price' of {path} holds string"),
         ("a,b,price\n1,5,3\n2,5,4\n3,5,6\n", [], "data.features: 'b' of {path} holds one value"),
         ("a,a,price\n1,5,3\n", [], "data.path={path} has duplicate column names: a"),
         ("a,b,price\n1,5,3\n2,inf,4\n", [], "data.path={path}: row 2 (line 3), column 'b' is inf"),
@@ -560,7 +561,7 @@ def test_fewer_training_rows_than_coefficients_still_trains_and_says_the_referen
         ("a,b,price\n1,5,3\n", ["data.split_column=price"],
          "data.split_column=price is also the target"),
     ],
-    ids=["text", "constant", "duplicates", "infinite", "missing", "all-dropped", "no-feature",
+    ids=["text-target", "constant", "duplicates", "infinite", "missing", "all-dropped", "no-feature",
          "missing-choice", "target-as-split"],
 )  # fmt: skip
 def test_every_bad_table_stops_the_real_cli_with_one_line(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import logging
 import math
@@ -300,9 +301,12 @@ def streaming(rows_list: list[int], device: str, checkout: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table_files(rows: int, folder: Path) -> dict[str, Path]:
+REGIONS = ("east", "north", "south", "west", "centre", "coast", "hills", "plain")
+
+
+def write_table_files(rows: int, folder: Path, text_column: bool = False) -> dict[str, Path]:
     """A CSV and a Parquet table of `rows` rows x 16 float32 features and a target `y`, written
-    in pieces (never held whole)."""
+    in pieces (never held whole); `text_column`: a 17th feature, `region`, text of 8 levels."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.csv as csv
@@ -310,12 +314,15 @@ def write_table_files(rows: int, folder: Path) -> dict[str, Path]:
 
     rng = np.random.default_rng(0)
     weight = rng.standard_normal(16).astype(np.float32)
+    kind = "-region" if text_column else ""
     paths = {
-        "CSV": folder / f"table-{rows:.0e}.csv",
-        "Parquet": folder / f"table-{rows:.0e}.parquet",
+        "CSV": folder / f"table-{rows:.0e}{kind}.csv",
+        "Parquet": folder / f"table-{rows:.0e}{kind}.parquet",
     }
     names = [*(f"x{i}" for i in range(16)), "y"]
     schema = pa.schema([(name, pa.float32()) for name in names])
+    if text_column:
+        schema = schema.insert(16, pa.field("region", pa.string()))
     with (
         csv.CSVWriter(paths["CSV"], schema) as csv_writer,
         pq.ParquetWriter(paths["Parquet"], schema) as parquet_writer,
@@ -324,7 +331,12 @@ def write_table_files(rows: int, folder: Path) -> dict[str, Path]:
             n = min(1 << 20, rows - start)
             x = (3 + 5 * rng.standard_normal((n, 16))).astype(np.float32)
             y = x @ weight + 0.5 * rng.standard_normal(n).astype(np.float32)
-            batch = pa.record_batch([*x.T, y], schema=schema)
+            columns = [*x.T, y]
+            if text_column:
+                codes = rng.integers(0, len(REGIONS), n)
+                y += codes.astype(np.float32)  # a level's effect: its index
+                columns = [*x.T, pa.array(np.asarray(REGIONS)[codes]), y]
+            batch = pa.record_batch(columns, schema=schema)
             csv_writer.write_batch(batch)
             parquet_writer.write_batch(batch)
     return paths
@@ -357,6 +369,14 @@ def tables(rows_list: list[int], device: str, checkout: Path, precision: str) ->
             ]  # fmt: skip
             synthetic = ["data.streaming=true", f"data.n_samples={rows}", "data.n_features=16"]
             cells.append(("synthetic", "streamed", synthetic))
+            if importlib.util.find_spec("formulaic"):  # the formulas extra: the encoding's cost
+                text = write_table_files(rows, folder, text_column=True)["Parquet"]
+                cells += [
+                    ("Parquet, a text column", read, ["data=table", f"data.path={text}",
+                                                      "data.target=y",
+                                                      f"data.streaming={read == 'streamed'}"])
+                    for read in ("in memory", "streamed")
+                ]  # fmt: skip
             for data, read, overrides in cells:
                 seconds, peak_mb, _, summary = train_run([*overrides, *common], device, checkout)
                 rate = 0.7 * rows / summary["stage_times_s"]["fit"]  # the training split

@@ -105,8 +105,12 @@ class TableDataConfig(DataConfig):
     SCHEMA: ClassVar[str] = "schema_data_table"
     _target_: str = "linreg.data.table.TableDataModule"
     path: str = MISSING
-    target: Any = MISSING  # a name, an index, or a list of either
+    target: Any = None  # a name, an index, or a list of either; or the formula's left side
     features: Any = None
+    formula: str | None = None
+    categorical: Any = None
+    intercept: bool = True
+    design: Any = None  # set by eval.py: the trained model's design, applied to another table
     split_column: str | None = None
     missing: str = "error"
     precision: str = "32-true"

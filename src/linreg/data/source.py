@@ -10,12 +10,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor
 
 from linreg.batches import Batch
+
+if TYPE_CHECKING:
+    from linreg.data.design import Design
 
 SPLITS = ("train", "val", "test")
 
@@ -60,6 +63,9 @@ class RegressionSource(ABC):
     # Column names where the source has them (a table's header); None: positions only.
     feature_names: list[str] | None = None
     target_names: list[str] | None = None
+    # What a table's columns become before the network (categorical columns, a formula); None:
+    # the features are served as they are.
+    table_design: Design | None = None
     # Stages with no rows of their own (a tiny table), which measure the training rows instead.
     measured_on_training_rows: tuple[str, ...] = ()
 

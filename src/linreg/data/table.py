@@ -10,6 +10,7 @@ of a memory-mapped .npy) and never held whole.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections import Counter, deque
@@ -20,10 +21,22 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from linreg.batches import Batch, to_device
 from linreg.config.validation import check_width
+from linreg.data.design import (
+    Design,
+    categorical_calls,
+    categories_of,
+    fit_design,
+    formula_sides,
+    is_categorical,
+    mentioned,
+    needs_formulaic,
+    obvious_formula,
+)
 from linreg.data.loaders import EpochShuffler, derived_seed, prefetched
 from linreg.data.module import RegressionDataModule
 from linreg.data.source import SPLITS, RegressionSource
@@ -31,6 +44,7 @@ from linreg.errors import ConfigError, first_line
 from linreg.formats import CSV_SUFFIXES, PARQUET_SUFFIXES, parquet_files, table_suffix
 
 PIECE_ROWS = 1 << 18  # rows decoded at a time (a .npy's pieces, slices of a row group)
+DESIGN_SAMPLE_ROWS = 1 << 16  # streamed, the training rows a design is built on (levels: all)
 CSV_BLOCK_BYTES = 1 << 20
 PARQUET_BUFFER_BYTES = 1 << 20
 Piece = tuple[int, int, np.ndarray, np.ndarray | None]  # index, first row, values, split labels
@@ -76,8 +90,10 @@ def _csv_options(path: Path, columns: Sequence[str] | None = None) -> dict[str, 
 
     delimiter = "\t" if table_suffix(path).startswith(".tsv") else ","
     options: dict[str, Any] = {"parse_options": csv.ParseOptions(delimiter=delimiter)}
-    if columns is not None:
-        options["convert_options"] = csv.ConvertOptions(include_columns=list(columns))
+    if columns is not None:  # an empty cell of text is missing, as one of numbers is
+        options["convert_options"] = csv.ConvertOptions(
+            include_columns=list(columns), strings_can_be_null=True
+        )
     return options
 
 
@@ -129,11 +145,8 @@ def _readable(error: Exception, path: Path) -> ConfigError:
 
 def _names(all_names: list[str], wanted: Any, key: str, path: Path) -> list[str]:
     """Column names for `wanted` (a name, an index, or a list of either)."""
-    items = (
-        list(wanted) if isinstance(wanted, Sequence) and not isinstance(wanted, str) else [wanted]
-    )
     chosen = []
-    for item in items:
+    for item in _listed(wanted):
         # A name wins over an index: the command line reads `data.target=2010` as a number.
         if str(item) in all_names:
             chosen.append(str(item))
@@ -170,7 +183,12 @@ def split_codes(first_row: int, n_rows: int, fractions: Sequence[float], seed: i
 
 
 class TableSource(RegressionSource):
-    """Features and targets chosen by name from a table; no ground truth (none is known)."""
+    """Features and targets chosen by name from a table; no ground truth (none is known).
+
+    Where a feature column is categorical (text, boolean, dictionary, or named in
+    `categorical`), or a `formula` chooses the features, the network takes a design's model
+    matrix (data/design.py), fitted on the training rows before the checking pass, or the
+    `design` a trained model saved (eval.py on another table)."""
 
     def __init__(
         self,
@@ -182,6 +200,12 @@ class TableSource(RegressionSource):
         fractions: tuple[float, float, float],
         seed: int,
         precision: str = "32-true",
+        *,
+        formula: str | None = None,
+        categorical: Sequence[Any] | None = None,
+        intercept: bool = True,
+        design: dict[str, Any] | None = None,
+        streaming: bool = False,
     ) -> None:
         self.path = Path(path)
         # What training reads: float64 where it trains in double precision, else float32.
@@ -203,6 +227,7 @@ class TableSource(RegressionSource):
                 f"data.path={self.path} has duplicate column names: {', '.join(duplicates)}; "
                 "rename them so each column can be chosen by name"
             )
+        rhs, target = self._formula_sides(formula, target, features)
         self.target_names = _names(names, target, "data.target", self.path)
         self.split_column = (
             _names(names, split_column, "data.split_column", self.path)[0] if split_column else None
@@ -213,23 +238,177 @@ class TableSource(RegressionSource):
                 "train/val/test per row, so name another column, or null to split by the fractions"
             )
         reserved = {*self.target_names, self.split_column}
+        if design is not None:
+            features = Design.from_record(design, "model").columns
+        elif rhs is not None:
+            features = mentioned([name for name in names if name not in reserved], rhs)
         if features is None:
-            self.feature_names = [name for name in names if name not in reserved]
+            self.input_names = [name for name in names if name not in reserved]
         else:
-            self.feature_names = _names(names, features, "data.features", self.path)
-            both = sorted(set(self.feature_names) & reserved)
+            self.input_names = _names(names, features, "data.features", self.path)
+            both = sorted(set(self.input_names) & reserved)
             if both:
                 raise ConfigError(f"data.features: {', '.join(both)} is also the target or split")
-        if not self.feature_names:
+        if not self.input_names:
             raise ConfigError(f"data.features: {self.path} has no columns left to use as features")
-        self.n_features = len(self.feature_names)
-        check_width(self.n_features, "data.features", str(self.path))
+        check_width(len(self.input_names), "data.features", str(self.path))
         self.n_targets = len(self.target_names)
-        self.columns = [*self.feature_names, *self.target_names]
         self._checked_schema: pa.Schema | None = None  # the last batch schema `_numbers` checked
         self._all_floating = False  # whether its columns share one floating type
         # What is read from the file: the run's columns, and the split column where there is one.
-        self.read_columns = [*self.columns, *([self.split_column] if self.split_column else [])]
+        split = [self.split_column] if self.split_column else []
+        self.read_columns = [*self.input_names, *self.target_names, *split]
+        # The network's columns: the table's own, or the matrix of a design fitted here.
+        self.table_design = (
+            Design.from_record(design, "model")
+            if design is not None
+            else self._fitted_design(rhs, categorical, intercept, streaming)
+        )
+        # A trained model's design scores rows it encodes as they are: a level every row shares
+        # is a constant column, which only training refuses.
+        self.refuse_constant = design is None
+        self.feature_names = (
+            self.table_design.names if self.table_design else list(self.input_names)
+        )
+        self.n_features = len(self.feature_names)
+        check_width(self.n_features, "data.formula", str(self.path))
+        self.columns = [*self.feature_names, *self.target_names]  # of the values `pieces` gives
+
+    def _formula_sides(
+        self, formula: str | None, target: Any, features: Any
+    ) -> tuple[str | None, Any]:
+        """The formula's right side and the target: `data.target`, or the names on the formula's
+        left side."""
+        if formula is None:
+            if target is None:
+                raise ConfigError(
+                    "data.target: no value given; name the target column (data.target=price) or "
+                    "write a formula (data.formula='price ~ area + C(region)')"
+                )
+            return None, target
+        if features is not None:
+            raise ConfigError(
+                f"data.formula={formula}: data.features={features} chooses the features too; "
+                "give one of the two"
+            )
+        left, rhs = formula_sides(formula)
+        if left and target is not None and [str(t) for t in _listed(target)] != left:
+            raise ConfigError(
+                f"data.formula={formula} names the target {' + '.join(left)}, data.target="
+                f"{target} another; give one of the two"
+            )
+        if not left and target is None:
+            raise ConfigError(
+                f"data.formula={formula}: no target; write it on the left (price ~ ...) or "
+                "give data.target"
+            )
+        return rhs, (left if len(left) > 1 else left[0]) if left else target
+
+    def _fitted_design(
+        self, rhs: str | None, categorical: Any, intercept: bool, streaming: bool
+    ) -> Design | None:
+        """The design of the formula (`rhs`) or of the feature columns where one is categorical;
+        None for a table of numbers (its columns go to the network as they are)."""
+        forced = (
+            _names(self.input_names, categorical, "data.categorical", self.path)
+            if categorical
+            else []
+        )
+        types = self._input_types()
+        found = [name for name in self.input_names if is_categorical(types[name])]
+        if rhs is None and not found and not forced:
+            return None
+        if rhs is not None and forced:
+            raise ConfigError(
+                f"data.categorical={categorical}: with data.formula, say it in the formula: "
+                f"C({forced[0]})"
+            )
+        if not (self.is_csv or self.is_parquet):
+            raise ConfigError(
+                f"data.{'formula' if rhs else 'categorical'}: {self.path} is a NumPy array, "
+                "whose columns are numbers chosen by index; give a CSV or Parquet table"
+            )
+        if rhs is None:
+            kind = "a categorical column" if forced else f"{types[found[0]]} values"
+            needs_formulaic(
+                f"data.features: column {(forced or found)[0]!r} of {self.path} holds {kind}; "
+                "encoding it"
+            )
+        booleans = [name for name in found if pa.types.is_boolean(types[name])]
+        formula = rhs or obvious_formula(self.input_names, [*forced, *booleans])
+        levels_of = [name for name in self.input_names
+                     if name in found or name in categorical_calls(formula)]  # fmt: skip
+        training, levels = self._design_rows(levels_of if streaming else None)
+        key = "data.formula" if rhs else "data.features"
+        return fit_design(formula, training, intercept, key, levels)
+
+    def _input_types(self) -> dict[str, pa.DataType]:
+        """The feature columns' types: Parquet's schema, or as pyarrow infers a CSV's from its
+        first block."""
+        if self.is_parquet:
+            import pyarrow.parquet as pq
+
+            schema = pq.read_schema(self.files[0])
+        elif self.is_csv:
+            import pyarrow.csv as csv
+
+            try:
+                with csv.open_csv(self.path, **_csv_options(self.path, self.input_names)) as reader:
+                    schema = reader.schema
+            except (pa.ArrowInvalid, OSError) as err:
+                raise _readable(err, self.path) from err
+        else:
+            return dict.fromkeys(self.input_names, pa.float64())
+        return {name: schema.field(name).type for name in self.input_names}
+
+    def _design_rows(
+        self, level_columns: list[str] | None
+    ) -> tuple[pa.Table, dict[str, list[Any]] | None]:
+        """The training rows without an empty feature cell, in file order, as the design learns
+        from them: all of them, or, streamed (`level_columns` given), the first
+        DESIGN_SAMPLE_ROWS and the levels of `level_columns` over all of them."""
+        parts, held = [], 0
+        levels: dict[str, set[Any]] = {name: set() for name in level_columns or ()}
+        for start, batch in self._record_batches():
+            codes = self.split_codes_at(start, batch.num_rows, self._labels(batch))
+            rows = batch.select(self.input_names).filter(pa.array(codes == 0))
+            complete = [pc.is_valid(rows.column(i)) for i in range(rows.num_columns)]
+            rows = rows.filter(functools.reduce(pc.and_, complete))
+            for name, seen in levels.items():
+                seen.update(categories_of(rows.column(name)))
+            if level_columns is None or held < DESIGN_SAMPLE_ROWS:
+                kept = rows if level_columns is None else rows.slice(0, DESIGN_SAMPLE_ROWS - held)
+                parts.append(pa.Table.from_batches([kept]))
+                held += kept.num_rows
+        if not held:
+            raise self._no_training_rows()
+        training = pa.concat_tables(parts, promote_options="permissive")
+        return training, None if level_columns is None else {
+            name: sorted(seen) for name, seen in levels.items()
+        }
+
+    def _record_batches(self) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """The run's columns as pyarrow reads them, with each batch's first row, in file order."""
+        start = 0
+        try:
+            if self.is_csv:
+                import pyarrow.csv as csv
+
+                with csv.open_csv(
+                    self.path, **_csv_options(self.path, self.read_columns)
+                ) as reader:
+                    for batch in reader:
+                        yield start, batch
+                        start += batch.num_rows
+                return
+            import pyarrow.parquet as pq
+
+            for file in self.files:
+                for batch in pq.ParquetFile(file).iter_batches(columns=self.read_columns):
+                    yield start, batch
+                    start += batch.num_rows
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
+            raise _readable(err, self.path) from err
 
     def _column_names(self) -> list[str]:
         """The table's column names, from its schema or header only."""
@@ -357,7 +536,8 @@ class TableSource(RegressionSource):
             self._raise_missing(missing, *first_missing)
         if not counts.any():
             raise self._nothing_left()
-        self._check_not_constant(np.stack([low, high]))
+        if self.refuse_constant:
+            self._check_not_constant(np.stack([low, high]))
         if counts[0] == 0:
             raise self._no_training_rows()
         self._check_enough_training_rows(counts)
@@ -401,7 +581,8 @@ class TableSource(RegressionSource):
         with csv.open_csv(self.path, **options) as reader:
             for batch in itertools.chain(reader, [None]):
                 if batch is not None:
-                    blocks.append((self._numbers(batch, dtype), self._labels(batch)))
+                    first = start + sum(len(values) for values, _ in blocks)
+                    blocks.append((self._numbers(batch, dtype, first), self._labels(batch)))
                 held = sum(len(values) for values, _ in blocks)
                 if blocks and (held >= PIECE_ROWS or batch is None):
                     values, labels = zip(*blocks, strict=True)
@@ -426,7 +607,7 @@ class TableSource(RegressionSource):
                 batch_size=PIECE_ROWS, row_groups=[group], columns=self.read_columns
             )
             for batch in batches:
-                yield index, first, self._numbers(batch, dtype), self._labels(batch)
+                yield index, first, self._numbers(batch, dtype, first), self._labels(batch)
                 first += len(batch)
 
     def _numpy_pieces(
@@ -447,20 +628,28 @@ class TableSource(RegressionSource):
 
     # -- checks, shared by both ways of reading
 
-    def _numbers(self, batch: pa.RecordBatch, dtype: np.dtype) -> np.ndarray:
-        """The run's columns as one row-major array of `dtype`, empty cells as NaN, converted by
-        pyarrow in one call; a column of text is an error."""
-        columns = batch.select(self.columns)
+    def _numbers(self, batch: pa.RecordBatch, dtype: np.dtype, start: int) -> np.ndarray:
+        """The run's columns as one row-major array of `dtype`, empty cells as NaN: the design's
+        matrix then the targets, or the columns themselves, converted by pyarrow in one call; a
+        column of text is an error. `start`: the batch's first row in the table."""
+        if not batch.num_rows:
+            return np.empty((0, len(self.columns)), dtype=dtype)
+        if self.table_design is None:
+            return self._numeric(batch.select(self.columns), dtype)
+        features = self.table_design.matrix(
+            batch, dtype, lambda row: f"data.path={self.path}: {self._row_name(start + row)}"
+        )
+        return np.hstack([features, self._numeric(batch.select(self.target_names), dtype)])
+
+    def _numeric(self, columns: pa.RecordBatch, dtype: np.dtype) -> np.ndarray:
         if self._checked_schema is None or not columns.schema.equals(self._checked_schema):
             self._check_numeric(columns.schema)  # once per schema, not per batch: 2,000 columns
             self._checked_schema = columns.schema
-        if not batch.num_rows:
-            return np.empty((0, len(self.columns)), dtype=dtype)
         if self._all_floating:
             # Columns of one floating type convert to a tensor directly; a cast of each column
             # first costs 20x more (measured: 87 ms per block of 47 rows x 2,000 columns).
             return np.asarray(columns.to_tensor(null_to_nan=True)).astype(dtype, copy=False)
-        as_dtype = pa.schema([(name, pa.from_numpy_dtype(dtype)) for name in self.columns])
+        as_dtype = pa.schema([(name, pa.from_numpy_dtype(dtype)) for name in columns.schema.names])
         # Unsafe: integers beyond float32's 2**24 (money, populations) are rounded as decimals
         # are, not refused; training may read float32, the reference reads the file's float64.
         return np.asarray(columns.cast(as_dtype, safe=False).to_tensor(null_to_nan=True))
@@ -470,9 +659,13 @@ class TableSource(RegressionSource):
         for field in schema:
             if not any(is_kind(field.type) for is_kind in numeric):
                 role = "data.target" if field.name in self.target_names else "data.features"
+                advice = (
+                    "a target is a number" if role == "data.target"
+                    else f"leave it out, or encode it (data.categorical=[{field.name}])"
+                )  # fmt: skip
                 raise ConfigError(
                     f"{role}: column {field.name!r} of {self.path} holds {field.type} values, "
-                    "not numbers; leave it out or encode it as numbers"
+                    f"not numbers; {advice}"
                 )
         kinds = set(schema.types)
         self._all_floating = len(kinds) == 1 and pa.types.is_floating(next(iter(kinds)))
@@ -733,8 +926,12 @@ class TableDataModule(RegressionDataModule):
         self,
         *,
         path: str,
-        target: Any,
+        target: Any = None,
         features: Sequence[Any] | None = None,
+        formula: str | None = None,
+        categorical: Sequence[Any] | None = None,
+        intercept: bool = True,
+        design: dict[str, Any] | None = None,
         split_column: str | None = None,
         missing: str = "error",
         precision: str = "32-true",
@@ -745,13 +942,20 @@ class TableDataModule(RegressionDataModule):
         **serving: Any,
     ) -> None:
         """`serving`: how RegressionDataModule serves the rows (batch_size, shuffle, streaming,
-        steps_per_execution)."""
+        steps_per_execution). `design`: a trained model's, applied rather than fitted (eval.py
+        scoring another table)."""
         source = TableSource(
             path, target, features, split_column, missing,
             (train_fraction, val_fraction, test_fraction), seed, precision,
+            formula=formula, categorical=categorical, intercept=intercept, design=design,
+            streaming=bool(serving.get("streaming")),
         )  # fmt: skip
         super().__init__(source, seed=seed, **serving)
         self.save_hyperparameters()
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
 
 
 def _take(pending: deque[np.ndarray], n_rows: int) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -14,7 +16,7 @@ class LinearRegressor(Network):
     `intercept=False`, y = W x exactly (a line through the origin: calibration, NIST's NoInt)."""
 
     def __init__(
-        self, n_features: int, n_targets: int, intercept: bool = True, **names: list[str] | None
+        self, n_features: int, n_targets: int, intercept: bool = True, **names: Any
     ) -> None:
         super().__init__(n_features, n_targets, intercept=intercept, **names)
         self.linear = nn.Linear(n_features, n_targets, bias=intercept)

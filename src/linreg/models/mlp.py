@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -22,7 +23,7 @@ class MLP(Network):
         n_features: int,
         n_targets: int,
         hidden_sizes: Sequence[int] = (64,),
-        **names: list[str] | None,
+        **names: Any,
     ) -> None:
         hidden_sizes = [int(width) for width in hidden_sizes]
         super().__init__(n_features, n_targets, hidden_sizes=hidden_sizes, **names)

@@ -107,6 +107,7 @@ class Network(nn.Module):
         n_targets: int,
         feature_names: list[str] | None = None,
         target_names: list[str] | None = None,
+        design: dict[str, Any] | None = None,
         **options: Any,
     ) -> None:
         super().__init__()
@@ -116,11 +117,15 @@ class Network(nn.Module):
         # choose a table's columns by name; positions when the data has none.
         self.feature_names = list(feature_names or (f"x{i}" for i in range(n_features)))
         self.target_names = list(target_names or (f"y{i}" for i in range(n_targets)))
+        # What the table's columns become before the network (data/design.py), as plain values:
+        # eval, predict and export apply it to raw columns. None: the columns are the features.
+        self.design = design
         self.options = {
             "n_features": n_features,
             "n_targets": n_targets,
             "feature_names": self.feature_names,
             "target_names": self.target_names,
+            **({"design": design} if design is not None else {}),
             **options,
         }
         self.standardize = Standardize(n_features)

@@ -66,6 +66,7 @@ def build_network(cfg: DictConfig, datamodule: RegressionDataModule) -> Network:
             datamodule.n_targets,
             feature_names=source.feature_names,
             target_names=source.target_names,
+            design=source.table_design.to_record() if source.table_design else None,
         )
     except (TypeError, ValueError) as err:
         raise ConfigError(f"model.net: {first_line(err)}") from err

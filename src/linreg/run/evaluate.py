@@ -66,8 +66,11 @@ def another_table(run_data: DictConfig, path: str, network: Network) -> DictConf
             "table; score a table model (trained with data=table) on another table"
         )
     data = OmegaConf.create(OmegaConf.to_container(run_data, resolve=True))
+    # A model with a design reads its raw columns and encodes them as it was trained to.
+    features = None if network.design else network.feature_names
     data.merge_with({
-        "path": path, "features": network.feature_names, "target": network.target_names,
+        "path": path, "features": features, "target": network.target_names,
+        "design": network.design, "formula": None, "categorical": None,
         "split_column": None, "train_fraction": 1.0, "val_fraction": 0.0, "test_fraction": 0.0,
         "streaming": False,
     })  # fmt: skip

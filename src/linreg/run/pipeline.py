@@ -205,6 +205,9 @@ def score(
             f"{' and '.join(in_sample)} no rows); the least-squares statistics describe all "
             f"{fit.rows} of them"
         )
+    design = datamodule.source.table_design
+    if design is not None:
+        notes.append(design.note(datamodule.rows("train")))
     split_rows = {stage: datamodule.rows(stage) for stage in ("val", "test")}
     notes += undefined_metrics(metrics, split_rows)
     notes += epoch_note(datamodule)
@@ -302,6 +305,7 @@ def record(
         "metrics": dict(sorted(metrics.items())),
         "test_mse_gap_to_reference": metrics["reference/test_gap"],
         "network": built.module.net.kind,
+        "design": built.module.net.design,
         "coefficients": scored.coefficients,
         "least_squares_fit": scored.inference,
         "notes": scored.notes,

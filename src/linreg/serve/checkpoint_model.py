@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from linreg.data.design import Design
 from linreg.errors import first_line
 from linreg.serve.formats import ModelFileError, Predictor
 
@@ -30,4 +31,5 @@ def load(path: Path) -> Predictor:
     return Predictor(
         network.n_features, network.n_targets, network.standardize.mean.numpy().dtype, predict,
         network.feature_names, network.target_names,
+        Design.from_record(network.design, str(path)) if network.design else None,
     )  # fmt: skip

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from linreg.data.design import Design
 from linreg.errors import LinregError
 
 FORMATS = {
@@ -37,7 +38,8 @@ class ModelFileError(LinregError):
 class Predictor:
     """A loaded model: how many features it takes, how many targets it gives, the numbers it
     computes in (float32, or float64 for a model trained under `trainer.precision=64-true`), the
-    function, and the column names it was trained on (None for a model saved without them)."""
+    function, the column names it was trained on (None for a model saved without them) and its
+    design where its features are a formula's matrix of the table's columns."""
 
     n_features: int
     n_targets: int
@@ -45,6 +47,12 @@ class Predictor:
     predict: Callable[[np.ndarray], np.ndarray]
     feature_names: list[str] | None = None
     target_names: list[str] | None = None
+    design: Design | None = None
+
+    @property
+    def input_names(self) -> list[str] | None:
+        """The table columns the model reads: its design's raw columns, or its features."""
+        return self.design.columns if self.design else self.feature_names
 
 
 def model_format(path: Path, key: str = "model") -> ModuleType:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from linreg.data.design import Design
 from linreg.errors import first_line
 from linreg.serve.formats import ModelFileError, Predictor
 
@@ -33,6 +34,9 @@ OUTPUT_NAME = "predictions"
 # Metadata keys of the file: JSON lists of the column names the model was trained on.
 FEATURE_NAMES = "linreg.feature_names"
 TARGET_NAMES = "linreg.target_names"
+# A model of a formula's matrix (categorical columns): the graph takes the matrix, named by
+# FEATURE_NAMES; this JSON design (data/design.py) builds it from the raw columns it names.
+DESIGN = "linreg.design"
 # onnxruntime's names of the input types a linreg model takes.
 INPUT_TYPES = {"tensor(float)": np.dtype(np.float32), "tensor(double)": np.dtype(np.float64)}
 _CHATTY_LOGGERS = ("torch.onnx._internal.exporter._registration", "onnx_ir", "onnxscript")
@@ -50,6 +54,7 @@ def write(network: Network, path: Path, opset: int = 20) -> None:
         {
             FEATURE_NAMES: json.dumps(network.feature_names),
             TARGET_NAMES: json.dumps(network.target_names),
+            **({DESIGN: json.dumps(network.design)} if network.design else {}),
         },
     )
     onnx.save(model, str(path))
@@ -76,7 +81,20 @@ def load(path: Path) -> Predictor:
         predict=lambda rows: session.run(None, {model_input.name: rows})[0],
         feature_names=_column_names(metadata, FEATURE_NAMES, n_features, path),
         target_names=_column_names(metadata, TARGET_NAMES, n_targets, path),
+        design=_design(metadata, path),
     )
+
+
+def _design(metadata: dict[str, str], path: Path) -> Design | None:
+    if DESIGN not in metadata:
+        return None
+    try:
+        return Design.from_record(json.loads(metadata[DESIGN]), f"model={path}")
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ModelFileError(
+            f"model={path}: its {DESIGN} metadata is not a design ({first_line(err)}); the file "
+            "was edited or damaged: export it again"
+        ) from None
 
 
 def _column_names(metadata: dict[str, str], key: str, width: int, path: Path) -> list[str] | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import difflib
+import functools
 import os
 import re
 import signal
@@ -365,7 +366,7 @@ def check_header(names: list[str], predictor: Predictor, args: PredictArgs) -> N
             f"input={args.input} has duplicate column names: {', '.join(duplicates)}; rename "
             "them so that each column is found by name"
         )
-    wanted = predictor.feature_names
+    wanted = predictor.input_names
     if not wanted:
         raise PredictError(
             f"input={args.input} has columns by name, but model={args.model} records no names: "
@@ -425,15 +426,15 @@ def _csv_header(path: Path, delimiter: str) -> list[str] | None:
         return None
 
 
-def read_named_chunks(
-    path: Path, names: list[str], chunk_rows: int, dtype: np.dtype
-) -> Iterator[np.ndarray]:
-    """`dtype` chunks of the named columns, in the model's order, read by pyarrow in pieces."""
+def read_named_chunks(path: Path, predictor: Predictor, chunk_rows: int) -> Iterator[np.ndarray]:
+    """Chunks of the model's features in its dtype, read by pyarrow in pieces: the named columns
+    in the model's order, or the model matrix its design builds from them (raw text, say)."""
     import pyarrow as pa
 
+    names, design, dtype = predictor.input_names or [], predictor.design, predictor.dtype
     rows = 0
     try:
-        for batch in _record_batches(path, names, chunk_rows):
+        for batch in _record_batches(path, names, chunk_rows, as_numbers=design is None):
             columns = [batch.column(name) for name in names]
             for name, column in zip(names, columns, strict=True):
                 if column.null_count:
@@ -441,12 +442,16 @@ def read_named_chunks(
                         f"input={path}: column {name!r} has {column.null_count} missing values "
                         f"in rows {rows + 1}-{rows + len(batch)}"
                     )
-            chunk = np.column_stack([c.to_numpy(zero_copy_only=False) for c in columns])
-            chunk = chunk.astype(dtype, copy=False)
+            if design is None:
+                chunk = np.column_stack([c.to_numpy(zero_copy_only=False) for c in columns])
+                chunk = chunk.astype(dtype, copy=False)
+            else:
+                chunk = design.matrix(batch, dtype, functools.partial(_input_row, path, rows))
             if not np.isfinite(chunk).all():
                 row, column = np.argwhere(~np.isfinite(chunk))[0]
+                shown = (design.names if design else names)[column]
                 raise PredictError(
-                    f"input={path} row {rows + row + 1}, column {names[column]!r}: "
+                    f"input={path} row {rows + row + 1}, column {shown!r}: "
                     f"{chunk[row, column]} is not finite"
                 )
             rows += len(chunk)
@@ -458,7 +463,15 @@ def read_named_chunks(
         raise PredictError(f"input={path} holds no data rows")
 
 
-def _record_batches(path: Path, names: list[str], chunk_rows: int) -> Iterator[object]:
+def _input_row(path: Path, rows_before: int, row: int) -> str:
+    return f"input={path} row {rows_before + row + 1}"
+
+
+def _record_batches(
+    path: Path, names: list[str], chunk_rows: int, as_numbers: bool
+) -> Iterator[object]:
+    """The named columns in pieces; `as_numbers`: a CSV's cells read as float64 (otherwise as
+    pyarrow infers them: text stays text)."""
     import pyarrow as pa
 
     suffix = table_suffix(path)
@@ -466,12 +479,13 @@ def _record_batches(path: Path, names: list[str], chunk_rows: int) -> Iterator[o
         import pyarrow.csv as csv
 
         delimiter = "\t" if suffix.startswith(".tsv") else ","
+        types = dict.fromkeys(names, pa.float64()) if as_numbers else {}
         yield from csv.open_csv(
             path,  # named as the header check read them: without spaces around the names
             read_options=csv.ReadOptions(column_names=_csv_header(path, delimiter), skip_rows=1),
             parse_options=csv.ParseOptions(delimiter=delimiter),
             convert_options=csv.ConvertOptions(
-                include_columns=names, column_types=dict.fromkeys(names, pa.float64())
+                include_columns=names, column_types=types, strings_can_be_null=True
             ),
         )
         return
@@ -505,11 +519,12 @@ def write_predictions(
 
 
 def _write_csv(chunks: Iterator[np.ndarray], handle: IO[str], header: list[str] | None) -> int:
-    """Numbers with the digits that give them back exactly: 9 for float32, 17 for float64."""
-    if header:  # quoted as CSV needs: a target named `price, usd` is one column
-        csv.writer(handle, lineterminator="\n").writerow(header)
+    """Numbers with the digits that give them back exactly: 9 for float32, 17 for float64. The
+    header goes out with the first rows: input refused before any row prints nothing."""
     rows = 0
     for chunk in chunks:
+        if header and not rows:  # quoted as CSV needs: a target named `price, usd` is one column
+            csv.writer(handle, lineterminator="\n").writerow(header)
         digits = 17 if chunk.dtype == np.float64 else 9
         np.savetxt(handle, chunk, delimiter=",", fmt=f"%.{digits}g")
         rows += len(chunk)
@@ -542,10 +557,14 @@ def predict(args: PredictArgs) -> int:
     """Run the whole prediction; returns the number of rows written."""
     predictor = load_model(args.model)
     if _by_name(args, predictor):
-        chunks = read_named_chunks(
-            Path(args.input), predictor.feature_names, args.chunk_rows, predictor.dtype
-        )
+        chunks = read_named_chunks(Path(args.input), predictor, args.chunk_rows)
         header = predictor.target_names
+    elif predictor.design is not None:
+        raise PredictError(
+            f"model={args.model} encodes the columns {', '.join(predictor.design.columns)} "
+            f"({predictor.design.formula}); give input={args.input} with them by name: a CSV "
+            "with a header, or Parquet"
+        )
     else:
         chunks = read_chunks(args, predictor.n_features, predictor.dtype, predictor)
         header = None
