@@ -147,8 +147,9 @@ def suite_block(_: str) -> str:
 
 def sweep_report() -> None:
     with tempfile.TemporaryDirectory(prefix="linreg-docs-") as scratch:
-        train(["-m", "experiment=optimizer_comparison", f"hydra.sweep.dir={scratch}"])
-        shutil.copyfile(Path(scratch) / "report.png", IMAGE)
+        sweep_dir = Path(scratch) / IMAGE.stem  # the picture's title names the sweep's folder
+        train(["-m", "experiment=optimizer_comparison", f"hydra.sweep.dir={sweep_dir}"])
+        shutil.copyfile(sweep_dir / "report.png", IMAGE)
 
 
 def main() -> None:

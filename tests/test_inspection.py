@@ -3,14 +3,10 @@ prints, and the debug modes."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +18,9 @@ from rich.console import Console
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from linreg.console import summary_table
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from screenshots import browser, fetch, screenshot, serve_tensorboard
 
 
 def events(run_dir: Path) -> EventAccumulator:
@@ -40,15 +39,24 @@ def test_event_files_hold_figures_weight_histograms_and_the_graph(trained_run: P
         "figures/test/residuals",
         "figures/test/weights_vs_truth",
     }
-    assert set(tags["histograms"]) == {"weights/linear.weight", "weights/linear.bias"}
+    assert set(tags["histograms"]) == {"model/standardised_effects"}
     assert tags["graph"] is True
     assert "train/grad_norm" in tags["scalars"]
 
 
 def test_weight_histograms_are_written_every_epoch(trained_run: Path) -> None:
-    histograms = events(trained_run).Histograms("weights/linear.weight")
+    accumulator = events(trained_run)
+    histograms = accumulator.Histograms("model/standardised_effects")
     assert len(histograms) == 6
     assert [h.step for h in histograms] == sorted({h.step for h in histograms})
+    # The last epoch's: the standardised effects of the coefficients the summary reports (the
+    # last epoch's model, not the best one, which may be another epoch's).
+    last = histograms[-1].histogram_value
+    assert last.num == 8
+    summary = json.loads((trained_run / "metrics.json").read_text())
+    (rows,) = summary["coefficients"].values()
+    (intercept,) = accumulator.Scalars("model/intercept/y0")[-1:]
+    assert intercept.value == pytest.approx(rows["(intercept)"]["trained"], abs=0.05)
 
 
 @pytest.mark.slow
@@ -60,7 +68,7 @@ def test_figures_every_n_epochs_adds_validation_figures(tmp_path: Path) -> None:
     (tested,) = scalars.Images("figures/test/residuals")
     # Beside the epoch's scalars and histograms, at the same steps.
     epoch_steps = [event.step for event in scalars.Scalars("val/loss")]
-    assert [h.step for h in scalars.Histograms("weights/linear.weight")] == epoch_steps
+    assert [h.step for h in scalars.Histograms("model/standardised_effects")] == epoch_steps
     assert [image.step for image in validation] == epoch_steps[1::2]  # epochs 2, 4 and 6
     # The test figures are of the checkpoint that was tested, at its step.
     best = json.loads((tmp_path / "metrics.json").read_text())["paths"]["best_checkpoint"]
@@ -68,46 +76,33 @@ def test_figures_every_n_epochs_adds_validation_figures(tmp_path: Path) -> None:
     assert validation[0].width > 100 and validation[0].height > 100
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def fetch(url: str, body: dict[str, object] | None = None) -> object:
-    data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json", "X-TensorBoard-Feature-Flags": "{}"}
-    request = urllib.request.Request(url, data=data, headers=headers)
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
-@contextlib.contextmanager
-def serve_tensorboard(logdir: Path) -> Iterator[str]:
-    """TensorBoard over `logdir` in its own process; yields its address once it lists runs."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
-         "--host", "127.0.0.1", "--port", str(port), "--load_fast", "false"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+def test_the_screenshot_script_without_a_browser_says_so(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "screenshots.py")],
+        env={**os.environ, "PATH": str(tmp_path)}, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if fetch(f"{base}/data/runs"):
-                    break
-            except OSError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, (
-                "tensorboard did not start"
-            )
-            time.sleep(0.5)
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "no Chromium found (looked for chromium, chromium-browser, google-chrome, chrome): "
+        "install it, e.g. apt-get install chromium, to take the screenshots\n"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(browser() is None, reason="needs Chromium (apt-get install chromium)")
+def test_a_real_browser_renders_the_runs_summary_in_the_text_tab(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    from matplotlib.image import imread
+
+    with serve_tensorboard(trained_run) as base:
+        screenshot(browser(), f"{base}/#text", tmp_path / "text.png")
+    pixels = imread(tmp_path / "text.png")
+    assert pixels.shape[:2] == (1000, 1400)
+    # A rendered page (tables of text), not a blank or an error page: many shades, and dark
+    # text over at least a five-hundredth of it.
+    assert len(np.unique(pixels.reshape(-1, pixels.shape[2]), axis=0)) > 50
+    assert (pixels[..., :3].mean(axis=2) < 0.3).mean() > 0.002
 
 
 @pytest.fixture
@@ -122,7 +117,7 @@ def test_tensorboard_serves_the_runs_scalars_images_and_hparams(tensorboard_serv
     images = fetch(f"{tensorboard_server}/data/plugin/images/tags")["tensorboard"]
     assert "figures/test/predicted_vs_true" in images
     histograms = fetch(f"{tensorboard_server}/data/plugin/histograms/tags")["tensorboard"]
-    assert "weights/linear.weight" in histograms
+    assert "model/standardised_effects" in histograms
 
     experiment = fetch(
         f"{tensorboard_server}/data/plugin/hparams/experiment", {"experimentName": ""}
@@ -130,7 +125,7 @@ def test_tensorboard_serves_the_runs_scalars_images_and_hparams(tensorboard_serv
     hparams = {info["name"] for info in experiment["hparamInfos"]}
     assert {"optimizer.lr", "optimizer._target_", "data.n_samples", "seed"} <= hparams
     metrics = [info["name"]["tag"] for info in experiment["metricInfos"]]
-    assert metrics[:2] == ["hp/test/mse", "hp/val/loss"]  # the ranking metrics lead
+    assert metrics[:3] == ["hp/objective", "hp/test/mse", "hp/test_gap"]  # as the report ranks
 
 
 def test_the_scalars_hold_a_within_epoch_training_curve_and_two_ranking_metrics(
@@ -139,11 +134,15 @@ def test_the_scalars_hold_a_within_epoch_training_curve_and_two_ranking_metrics(
     scalars = events(trained_run)
     tags = scalars.Tags()["scalars"]
     # The final metrics are test/* scalars already: hp/* adds only what ranks runs.
-    assert sorted(tag for tag in tags if tag.startswith("hp/")) == ["hp/test/mse", "hp/val/loss"]
+    hp_tags = sorted(tag for tag in tags if tag.startswith("hp/"))
+    assert hp_tags == ["hp/objective", "hp/test/mse", "hp/test_gap"]
     last_step = max(event.step for event in scalars.Scalars("test/mse"))
     assert [event.step for event in scalars.Scalars("hp/test/mse")] == [last_step]
-    (best,) = scalars.Scalars("hp/val/loss")
+    (best,) = scalars.Scalars("hp/objective")
     summary = json.loads((trained_run / "metrics.json").read_text())
+    assert summary["objective"]["name"] == "val/loss"
+    (gap,) = scalars.Scalars("hp/test_gap")
+    assert gap.value == pytest.approx(summary["metrics"]["reference/test_gap"], rel=1e-6)
     assert best.value == pytest.approx(summary["objective"]["value"])  # the tested checkpoint's
     lowest = min(e.value for e in scalars.Scalars("val/loss"))  # within 1200 rows' resolution
     assert lowest <= best.value <= lowest * (1 + (2 / 1200) ** 0.5)
@@ -151,6 +150,45 @@ def test_the_scalars_hold_a_within_epoch_training_curve_and_two_ranking_metrics(
     epochs = len(scalars.Scalars("train/epoch_loss"))
     assert len(scalars.Scalars("train/loss")) == 6 * epochs
     assert len(scalars.Scalars("train/lr")) == 6 * epochs
+
+
+def test_least_squares_and_the_summary_are_in_tensorboard(trained_run: Path) -> None:
+    accumulator = EventAccumulator(
+        str(trained_run / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0}
+    )
+    accumulator.Reload()
+    summary = json.loads((trained_run / "metrics.json").read_text())
+    metrics, fit = summary["metrics"], summary["least_squares_fit"]
+    last_step = max(event.step for event in accumulator.Scalars("test/mse"))
+    # Least squares' training MSE, from its own statistics: s² (n - p - 1) / n.
+    (stats,) = fit["targets"].values()
+    train_mse = stats["residual_std_error"] ** 2 * fit["dof_residual"] / fit["rows"]
+    assert metrics["reference/train_mse"] == pytest.approx(train_mse, rel=1e-9)
+    line = accumulator.Scalars("reference/train_mse")
+    assert [event.step for event in line] == [0, last_step]  # across the whole loss chart
+    assert [event.value for event in line] == pytest.approx([train_mse] * 2, rel=1e-6)
+    # The floor of the training loss: no epoch's training loss is clearly below it.
+    epoch_losses = [event.value for event in accumulator.Scalars("train/epoch_loss")]
+    assert min(epoch_losses) > 0.97 * train_mse
+    for name in ("reference/test_mse", "reference/test_gap"):
+        ((event),) = accumulator.Scalars(name)
+        assert (event.step, event.value) == (last_step, pytest.approx(metrics[name], rel=1e-6))
+    layout = str(accumulator.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    assert "^reference/train_mse$" in layout
+
+    (text,) = accumulator.Tensors("summary/text_summary")
+    assert text.step == last_step
+    markdown = text.tensor_proto.string_val[0].decode()
+    (rows,) = summary["coefficients"].values()
+    for name, row in rows.items():  # every coefficient, with its statistics
+        cells = [name, f"{row['trained']:.6g}", f"{row['least_squares']:.6g}",
+                 f"{row['std_error']:.3g}", f"{row['t']:.3f}"]  # fmt: skip
+        assert "| " + " | ".join(cells) + " |" in markdown, name
+    assert f"| test/mse | {metrics['test/mse']:.6g} |" in markdown
+    assert f"R² {stats['r2']:.6g}" in markdown
+    assert f"stopping: {summary['stopping']}" in markdown
+    for note in summary["notes"]:
+        assert f"- {note}" in markdown
 
 
 @pytest.mark.slow
@@ -312,7 +350,10 @@ def test_figures_keep_a_readable_size_for_many_targets_and_features(
     rng = np.random.default_rng(0)
     learned, truth = rng.normal(size=(2, n_targets, n_features))
     rows = rng.normal(size=(2, 50, n_targets))
-    drawn = [figures.weights_vs_truth(learned, truth), figures.predicted_vs_true(*rows, "test")]
+    drawn = [
+        figures.weights_vs_truth(learned, truth),
+        figures.predicted_vs_true(*rows, "test split"),
+    ]
     for figure in drawn:
         width, height = figure.get_size_inches() * figure.dpi
         assert width <= 1600 and height <= 800
@@ -321,6 +362,75 @@ def test_figures_keep_a_readable_size_for_many_targets_and_features(
         assert figure.get_suptitle() == expected
     bars = drawn[0].axes[0].patches
     assert len(bars) == (2 * n_features if n_features <= 40 else 0)  # a scatter beyond 40
+
+
+def test_the_coefficients_figure_draws_standardised_effects_with_their_intervals() -> None:
+    from linreg.diagnostics.figures import coefficients_figure
+
+    # A year (sd 5) and a rate (sd 0.01): in raw units the rate's 300 dwarfs the year's 2.
+    rows = {
+        "(intercept)": {"trained": 9.0, "least_squares": 9.0, "ci_low": 8.0, "ci_high": 10.0},
+        "rate": {"trained": 301.0, "least_squares": 300.0, "ci_low": 200.0, "ci_high": 400.0},
+        "year": {"trained": 2.0, "least_squares": 2.0, "ci_low": 1.0, "ci_high": 3.0},
+    }
+    figure = coefficients_figure({"y": rows}, {"rate": 0.01, "year": 5.0}, {"y": 2.0})
+    figure.canvas.draw()
+    (axes,) = figure.axes
+    assert axes.get_title() == "y: standardised effects, all features"
+    assert [label.get_text() for label in axes.get_yticklabels()] == ["rate", "year"]
+    exact = axes.containers[0].lines[0].get_xdata()  # the error bar's points
+    trained = next(line for line in axes.lines if line.get_label() == "trained model").get_xdata()
+    assert list(exact) == pytest.approx([300 * 0.01 / 2, 2 * 5 / 2])  # 1.5 and 5: comparable
+    assert list(trained) == pytest.approx([301 * 0.01 / 2, 2 * 5 / 2])
+    (bars,) = [c for c in axes.collections if c.get_segments()]
+    assert [tuple(s[:, 0]) for s in bars.get_segments()] == [
+        pytest.approx((1.0, 2.0)),
+        pytest.approx((2.5, 7.5)),
+    ]  # the 95 % intervals, scaled
+    labels = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert "least squares, with its 95 % interval" in labels
+    # 64 features: the 20 largest, readable, the legend below the bars rather than over them.
+    many = {f"x{i}": {"trained": 1.0, "least_squares": 1.0, "ci_low": 0.5, "ci_high": 1.5}
+            for i in range(64)}  # fmt: skip
+    figure = coefficients_figure({"y": many}, dict.fromkeys(many, 1.0), {"y": 1.0})
+    figure.canvas.draw()
+    (axes,) = figure.axes
+    assert len(axes.get_yticklabels()) == 20
+    assert axes.get_title() == "y: standardised effects, the 20 largest of 64 features"
+    legend = axes.get_legend().get_window_extent()
+    assert legend.y1 < axes.get_window_extent().y0
+    width, height = figure.get_size_inches() * figure.dpi
+    assert width <= 1600 and height <= 1000
+
+
+def test_figures_of_a_table_without_test_rows_say_they_show_the_training_rows(
+    tmp_path: Path,
+) -> None:
+    from linreg.data.table import TableDataModule
+    from linreg.diagnostics.insights import TensorBoardInsights
+    from linreg.models.linear import LinearRegressor
+
+    table = tmp_path / "tiny.csv"
+    table.write_text("x,y\n" + "".join(f"{i},{2 * i + (i % 3)}\n" for i in range(16)))
+    split = {"train_fraction": 1.0, "val_fraction": 0.0, "test_fraction": 0.0}
+    datamodule = TableDataModule(path=str(table), target="y", seed=0, batch_size=8, **split)
+    datamodule.setup()
+    module = torch.nn.Module()
+    module.net = LinearRegressor(1, 1)
+    module.device = torch.device("cpu")
+    module.forward = module.net.forward
+    drawn = {}
+
+    class Writer:
+        def add_figure(self, tag: str, figure: object, step: int) -> None:
+            drawn[tag] = figure
+
+    TensorBoardInsights._log_figures(Writer(), module, datamodule, "test", 0)
+    titles = {tag: figure.axes[0].get_title() for tag, figure in drawn.items()}
+    assert titles == {
+        "figures/test/predicted_vs_true": "target 0 (training rows: no test rows of its own)",
+        "figures/test/residuals": "residuals (training rows: no test rows of its own)",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -363,12 +473,13 @@ def test_hparams_of_a_sweep_open_on_what_differs_with_every_optimizers_settings(
     assert set(names) == (sgd.keys() | rmsprop.keys())
     assert not any("dir" in name or "path" in name for name in names if name.startswith("trainer"))
     metrics = [info["name"]["tag"] for info in experiment["metricInfos"]]
-    assert metrics[:2] == ["hp/test/mse", "hp/val/loss"]
+    assert metrics[:3] == ["hp/objective", "hp/test/mse", "hp/test_gap"]
     # Custom Scalars tells the run's story in order: loss and lr, validation, parameters.
     categories = [category["title"] for category in layout["category"]]
     assert categories == ["1 loss and learning rate", "2 validation metrics", "3 parameters"]
     loss_chart = layout["category"][0]["chart"][0]["multiline"]["tag"]
-    assert loss_chart == ["^train/loss$", "^train/epoch_loss$", "^val/loss$"]
+    assert loss_chart == ["^train/loss$", "^train/epoch_loss$", "^val/loss$",
+                          "^reference/train_mse$"]  # fmt: skip
 
 
 def test_a_sweep_prints_one_line_per_job_and_the_report(

@@ -222,7 +222,22 @@ def test_evaluate_reports_the_stage_metrics_on_a_whole_split() -> None:
     assert metrics["val/mse"] == pytest.approx(0.25)
     assert metrics["val/loss"] == metrics["val/mse"]
     assert metrics["val/mae"] == pytest.approx(0.5)
-    assert set(metrics) == {"val/mse", "val/mae", "val/r2", "val/explained_variance", "val/loss"}
+    assert set(metrics) == {"val/mse", "val/mae", "val/r2", "val/explained_variance", "val/loss",
+                            "val/loss_std_error"}  # fmt: skip
+    assert metrics["val/loss_std_error"] == pytest.approx(0.0, abs=1e-6)  # every row 0.25
+
+
+def test_the_loss_standard_error_is_the_spread_of_the_rows_losses_over_root_n() -> None:
+    torch.manual_seed(0)
+    network = LinearRegressor(3, 2)
+    features = torch.randn(500, 3)
+    targets = network(features).detach() + torch.randn(500, 2) * torch.tensor([0.5, 2.0])
+    metrics = evaluate(network, [(features[:128], targets[:128]), (features[128:], targets[128:])],
+                       "val/")  # fmt: skip
+    row_losses = (network(features).detach() - targets).double().square().mean(1).numpy()
+    assert metrics["val/loss"] == pytest.approx(row_losses.mean(), rel=1e-5)
+    expected = row_losses.std(ddof=1) / len(row_losses) ** 0.5
+    assert metrics["val/loss_std_error"] == pytest.approx(expected, rel=1e-9)
 
 
 class _LearningRates(pl.Callback):

@@ -174,8 +174,12 @@ def test_fit_recovers_the_ground_truth_weights(default_run) -> None:
 
 def test_objective_is_the_best_val_loss_and_matches_the_summary(default_run) -> None:
     _, objective, summary = default_run
-    assert summary["objective"] == {"name": "val/loss", "value": objective}
+    std_error = summary["metrics"]["val/loss_std_error"]
+    assert summary["objective"] == {"name": "val/loss", "value": objective, "std_error": std_error}
     assert summary["metrics"]["val/loss"] == pytest.approx(objective)
+    # The spread of 0.25-variance noise's squared errors: about sqrt(2) x 0.25 / sqrt(val rows).
+    rows = summary["least_squares_fit"]["rows"] * 15 // 70  # the val split, 15 % to train's 70 %
+    assert std_error == pytest.approx(2**0.5 * objective / rows**0.5, rel=0.2)
     assert summary["status"] == "completed"
     assert summary["overrides"] == ["seed=3"]
     assert summary["epochs"] == 6
@@ -286,7 +290,7 @@ def test_tensorboard_hparams_carry_the_config_and_real_final_metrics(default_run
     assert hparams["data.n_samples"].number_value == 8000
     # The run's own folder differs in every run for no reason: not a hyper-parameter.
     assert "trainer.default_root_dir" not in hparams and "trainer.plugins" not in hparams
-    (final_val_loss,) = events.Scalars("hp/val/loss")
+    (final_val_loss,) = events.Scalars("hp/objective")
     assert final_val_loss.value == pytest.approx(summary["metrics"]["val/loss"])
     assert "hp_metric" not in events.Tags()["scalars"]
 
@@ -388,7 +392,9 @@ def test_streamed_data_trains_to_the_least_squares_reference(tmp_path: Path) -> 
 
 def test_the_objective_key_chooses_what_best_means_everywhere(tmp_path: Path) -> None:
     objective, summary = run(tmp_path, "objective=val/mae", "scheduler=plateau")
-    assert summary["objective"] == {"name": "val/mae", "value": summary["metrics"]["val/mae"]}
+    # No standard error is known for the MAE: the sweep report then marks no ties.
+    assert summary["objective"] == {"name": "val/mae", "value": summary["metrics"]["val/mae"],
+                                    "std_error": None}  # fmt: skip
     assert objective == summary["metrics"]["val/mae"]
     checkpoint = torch.load(
         tmp_path / summary["paths"]["best_checkpoint"], map_location="cpu", weights_only=True

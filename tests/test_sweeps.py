@@ -316,16 +316,26 @@ def test_the_report_figure_shows_the_winner_by_how_much_and_how_it_got_there(
     assert ranking.get_title() == "jobs, best first"
     assert by_setting.get_title() == "val/loss by lr"
     assert curves.get_title().startswith(f"how the best {min(4, len(finished))} got there")
-    # The first epochs (lr=0.05 starts far off) do not flatten the end: cut at 4x the lowest.
+    # The first epochs (lr=0.05 starts far off) do not flatten the end, where the runs differ:
+    # cut a little above the highest last value (at most 4x the lowest).
     lowest = min(min(line.get_ydata()) for line in curves.lines)
-    if max(max(line.get_ydata()) for line in curves.lines) > 4 * lowest:
-        assert curves.get_ylim()[1] == pytest.approx(4 * lowest)
-        assert curves.get_title().endswith("(cut at 4x the lowest)")
+    last = max(line.get_ydata()[-1] for line in curves.lines)
+    top = min(4 * lowest, lowest + 3 * (last - lowest) + 0.02 * lowest)
+    if max(max(line.get_ydata()) for line in curves.lines) > top:
+        assert curves.get_ylim()[1] == pytest.approx(top)
+        assert curves.get_title().endswith(f"(cut at {top / lowest:.3g}x the lowest)")
+    assert figure.get_suptitle() == (
+        f"sweep {tmp_path.name}: 6 jobs on synthetic data, 2,000 rows x 8 features"
+    )
+    assert ranking.get_xlabel().startswith("val/loss (target units²)") or "% above" in (
+        ranking.get_xlabel()
+    )
+    assert curves.get_ylabel() == "val/loss (target units²)"
     # Best at the top, each other job by how much it is behind, a failed one by its status.
     notes = [text.get_text() for text in ranking.texts]
     assert notes[0] == "best"
     best = finished[0]["objective"]
-    behind = float(notes[1].removeprefix("+").removesuffix(" %").replace(",", ""))
+    behind = float(notes[1].split(" %")[0].removeprefix("+").replace(",", ""))
     assert behind == pytest.approx(100 * (finished[1]["objective"] / best - 1), rel=0.05)
     assert "failed" in notes
     labels = [label.get_text() for label in ranking.get_yticklabels()]
@@ -353,6 +363,51 @@ def test_the_report_figure_shows_the_winner_by_how_much_and_how_it_got_there(
         ticks = [*axes.get_xticklabels(), *axes.get_yticklabels()]
         assert not any("$" in tick.get_text() or "e-" in tick.get_text() for tick in ticks)
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_the_report_and_its_picture_say_which_differences_are_within_noise() -> None:
+    from linreg.sweep.plot import report_figure
+    from linreg.sweep.ranking import versus_best
+    from linreg.sweep.report import markdown
+
+    rows = [
+        {"job": f"{n}-optimizer={name}", "overrides": f"optimizer={name}", "status": status,
+         "objective": value, "objective_std_error": error}
+        for n, name, status, value, error in [
+            (0, "sgd", "completed", 0.2500, 0.006), (1, "adam", "completed", 0.2501, 0.006),
+            (2, "rmsprop", "completed", 0.30, 0.007), (3, "adamw", "failed", None, None)]
+    ]  # fmt: skip
+    versus_best(rows)
+    # 0.0001 apart with standard errors of 0.006: a tie; 0.05 apart: a real difference.
+    assert [row.get("vs_best") for row in rows] == ["best", "+0.04 % (within noise)", "+20 %",
+                                                    None]  # fmt: skip
+    header, _, *lines = markdown(rows).splitlines()
+    assert header.startswith("| job | overrides | status | objective | vs_best |")
+    assert "| 0.2501 | +0.04 % (within noise) | 0.006 |" in lines[1]
+    figure = report_figure(Path("no-such-sweep"), rows, "val/loss", searched=False)
+    figure.canvas.draw()
+    notes = [text.get_text() for text in figure.axes[0].texts]
+    assert notes == ["best", "+0.04 % (within noise)", "+20 %", "failed"]
+
+
+def test_the_ranking_shows_every_job_when_a_few_are_far_behind() -> None:
+    from linreg.sweep.plot import report_figure
+
+    # A 12-job grid: 8 near the noise floor, 4 with learning rates too high or too low.
+    values = [0.2485, 0.2486, 0.2487, 0.2488, 0.249, 0.2491, 0.2493, 0.2495, 3.2, 41, 560, 9000]
+    rows = [{"job": f"{n}-optimizer=sgd,lr={n}", "overrides": f"optimizer=sgd optimizer.lr={n}",
+             "status": "completed", "objective": float(value)}
+            for n, value in enumerate(values)]  # fmt: skip
+    figure = report_figure(Path("no-such-sweep"), rows, "val/loss", searched=False)
+    figure.canvas.draw()
+    ranking = figure.axes[0]
+    assert ranking.get_xscale() == "log"
+    low, high = ranking.get_xlim()
+    assert len(ranking.patches) == 12
+    for bar in ranking.patches:  # every bar starts and ends inside the axis
+        assert low <= bar.get_x() < bar.get_x() + bar.get_width() <= high
+    assert low == pytest.approx(values[0] / 2)
+    assert [text.get_text() for text in ranking.texts][:2] == ["best", "+0.04 %"]
 
 
 def test_a_narrow_range_reads_as_plain_numbers_and_a_search_by_trial_and_value() -> None:

@@ -561,8 +561,8 @@ def test_fewer_training_rows_than_coefficients_still_trains_and_says_the_referen
         ("a,b,price\n1,5,3\n", ["data.split_column=price"],
          "data.split_column=price is also the target"),
     ],
-    ids=["text-target", "constant", "duplicates", "infinite", "missing", "all-dropped", "no-feature",
-         "missing-choice", "target-as-split"],
+    ids=["text-target", "constant", "duplicates", "infinite", "missing", "all-dropped",
+         "no-feature", "missing-choice", "target-as-split"],
 )  # fmt: skip
 def test_every_bad_table_stops_the_real_cli_with_one_line(
     tmp_path: Path, content: str, options: list[str], message: str

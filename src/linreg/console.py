@@ -85,12 +85,10 @@ def show_config(cfg: DictConfig, output_dir: Path) -> None:
 GROUND_TRUTH_ROWS = (("params/weight_error", " (relative)"), ("params/bias_error", ""))
 
 
-def summary_table(summary: dict[str, Any]) -> Table:
+def summary_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The run summary's (metric, value) rows, as the console and TensorBoard's Text tab show."""
     metrics = summary["metrics"]
-    table = Table(title="run summary", show_header=True, header_style="bold")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    rows = [
+    return [
         (f"{summary['objective']['name']} (best)", summary["objective"]["value"]),
         ("test/mse", metrics["test/mse"]),
         ("reference/test_mse (least squares)", metrics["reference/test_mse"]),
@@ -106,9 +104,37 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("epochs", summary["epochs"]),
         ("time after start-up", f"{summary['wall_time_s']:.1f} s"),
     ]
-    for name, value in rows:
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    table = Table(title="run summary", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in summary_rows(summary):
         table.add_row(name, shown(value))
     return table
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The console's summary as Markdown (TensorBoard's Text tab): the metrics, every coefficient
+    with its statistics, the least-squares fit, how training stopped, and the notes."""
+    lines = ["| metric | value |", "|---|---:|"]
+    lines += [f"| {name} | {shown(value)} |" for name, value in summary_rows(summary)]
+    fit = summary.get("least_squares_fit")
+    header = ("name", "trained", "least squares", "std error", "t", "P>\\|t\\|", "95% CI")
+    for target, rows in (summary.get("coefficients") or {}).items():
+        lines += ["", f"**coefficients of {target}**", "", "| " + " | ".join(header) + " |",
+                  "|---" + "|---:" * (len(header) - 1) + "|"]  # fmt: skip
+        for name, row in rows.items():
+            cells = [f"{row['trained']:.6g}", f"{row['least_squares']:.6g}",
+                     *_inference_cells(row)]  # fmt: skip
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        if fit:
+            lines += ["", f"least squares: {fit_line(fit, target)}"]
+    if "stopping" in summary:
+        lines += ["", f"stopping: {summary['stopping']}"]
+    lines += ["", *(f"- {note}" for note in summary.get("notes", []))]
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def shown(value: Any) -> str:

@@ -39,7 +39,7 @@ def _say_which_targets(figure: Figure, n_targets: int) -> None:
         figure.suptitle(f"the first {MAX_PANELS} of {n_targets} targets")
 
 
-def predicted_vs_true(predicted: np.ndarray, true: np.ndarray, split: str) -> Figure:
+def predicted_vs_true(predicted: np.ndarray, true: np.ndarray, rows: str) -> Figure:
     """One scatter per target against the identity line: a perfect model sits on the diagonal."""
     n_targets = true.shape[1]
     figure = Figure(figsize=_panel_size(n_targets, 4, 4), layout="constrained")
@@ -47,12 +47,12 @@ def predicted_vs_true(predicted: np.ndarray, true: np.ndarray, split: str) -> Fi
         axes.scatter(true[:, target], predicted[:, target], s=4, alpha=0.4)
         low, high = float(true[:, target].min()), float(true[:, target].max())
         axes.plot([low, high], [low, high], color="black", linewidth=1)
-        axes.set(xlabel="true", ylabel="predicted", title=f"target {target} ({split} split)")
+        axes.set(xlabel="true", ylabel="predicted", title=f"target {target} ({rows})")
     _say_which_targets(figure, n_targets)
     return figure
 
 
-def residual_histogram(residuals: np.ndarray, noise_std: float | None, split: str) -> Figure:
+def residual_histogram(residuals: np.ndarray, noise_std: float | None, rows: str) -> Figure:
     """Residuals of a good fit look like the noise: centred on 0 with the noise's spread (drawn
     where the data's noise is known)."""
     figure = Figure(figsize=(5, 4), layout="constrained")
@@ -62,7 +62,7 @@ def residual_histogram(residuals: np.ndarray, noise_std: float | None, split: st
         grid = np.linspace(residuals.min(), residuals.max(), 200)
         density = np.exp(-0.5 * (grid / noise_std) ** 2) / (noise_std * np.sqrt(2 * np.pi))
         axes.plot(grid, density, color="black", label=f"noise N(0, {noise_std:g}²)")
-    axes.set(xlabel="predicted - true", ylabel="density", title=f"residuals ({split} split)")
+    axes.set(xlabel="predicted - true", ylabel="density", title=f"residuals ({rows})")
     axes.legend()
     return figure
 
@@ -91,29 +91,46 @@ def weights_vs_truth(learned: np.ndarray, truth: np.ndarray) -> Figure:
     return figure
 
 
-def coefficients_figure(coefficients: dict[str, dict[str, dict]], limit: int = 30) -> Figure:
-    """Trained against least-squares coefficients (raw units, ± 2 standard errors where known),
-    one panel per target, the `limit` largest effects (the table's order)."""
+def coefficients_figure(
+    coefficients: dict[str, dict[str, dict]],
+    feature_sd: dict[str, float],
+    target_sd: dict[str, float],
+    limit: int = 20,
+) -> Figure:
+    """Standardised effects, comparable whatever the features' units: each feature's least-squares
+    coefficient x its training standard deviation / the target's (how many of the target's
+    standard deviations one of the feature's moves it), with its 95 % interval, and the trained
+    model's beside it; one panel per target, the `limit` largest (the intercept, which has no
+    such scale, is in the summary's table)."""
     n_targets = len(coefficients)
     shown = list(coefficients.items())[:MAX_PANELS]
-    figure = Figure(figsize=(7, 0.3 * limit + 1.5 if n_targets == 1 else 4 * len(shown)))
+    counts = [min(limit, len(rows)) for _, rows in shown]
+    figure = Figure(figsize=(8, sum(0.32 * count + 1.6 for count in counts)))
     figure.set_layout_engine("constrained")
     for axes, (target, rows) in zip(
         np.atleast_1d(figure.subplots(len(shown), 1)), shown, strict=True
     ):
         features = [name for name in rows if name != "(intercept)"]
         names = features[:limit]
+        scale = np.array([feature_sd[name] / target_sd[target] for name in names])
         positions = np.arange(len(names))
-        exact = np.array([rows[name]["least_squares"] for name in names])
-        errors = [rows[name]["std_error"] for name in names]
-        axes.barh(positions + 0.2, exact, height=0.4, label="least squares",
-                  xerr=None if None in errors else 2 * np.array(errors))  # fmt: skip
-        axes.barh(positions - 0.2, [rows[name]["trained"] for name in names], height=0.4,
-                  label="trained")  # fmt: skip
+        exact = scale * np.array([rows[name]["least_squares"] for name in names])
+        trained = scale * np.array([rows[name]["trained"] for name in names])
+        if all(rows[name]["ci_low"] is not None for name in names):
+            low = scale * np.array([rows[name]["ci_low"] for name in names])
+            high = scale * np.array([rows[name]["ci_high"] for name in names])
+            axes.errorbar(exact, positions, xerr=[exact - low, high - exact], fmt="o",
+                          capsize=3, label="least squares, with its 95 % interval")  # fmt: skip
+        else:
+            axes.plot(exact, positions, "o", label="least squares (no interval: too few rows)")
+        axes.plot(trained, positions, "x", markersize=8, label="trained model")
+        axes.axvline(0, color="0.5", linewidth=0.8)
         axes.set_yticks(positions, names)
         axes.invert_yaxis()
-        which = f"{len(names)} largest of {len(features)}" if len(features) > limit else "all"
-        axes.set(xlabel="coefficient (raw units)", title=f"{target}: {which} coefficients")
-        axes.legend()
+        which = f"the {len(names)} largest of {len(features)}" if len(features) > limit else "all"
+        axes.set(xlabel=f"standard deviations of {target} per standard deviation of the feature",
+                 title=f"{target}: standardised effects, {which} features")  # fmt: skip
+        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16 - 0.4 / (len(names) + 2)),
+                    ncols=2, frameon=False)  # fmt: skip
     _say_which_targets(figure, n_targets)
     return figure

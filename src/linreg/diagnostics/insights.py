@@ -38,10 +38,7 @@ class TensorBoardInsights(pl.Callback):
         # Lightning logs a step's values at the step's index (from 0), the epoch's validation at
         # its last step's: the epoch's pictures go beside them, not one step later.
         step = max(0, trainer.global_step - 1)
-        for name, parameter in pl_module.net.named_parameters():
-            values = parameter.detach().float().cpu()  # numpy has no bfloat16
-            # bins="auto": TensorBoard's default buckets end near 1e12 and fail beyond.
-            writer.add_histogram(f"weights/{name}", values, step, bins="auto")
+        self._log_weights(writer, pl_module.net, step)
         every = self.figures_every_n_epochs
         if every and (trainer.current_epoch + 1) % every == 0 and trainer.is_global_zero:
             self._log_figures(writer, pl_module, trainer.datamodule, "val", step)
@@ -51,6 +48,30 @@ class TensorBoardInsights(pl.Callback):
         writer = _tensorboard_writer(trainer)
         if writer is not None and trainer.is_global_zero:
             self._log_figures(writer, pl_module, trainer.datamodule, "test", trainer.global_step)
+
+    @staticmethod
+    def _log_weights(writer: Any, net: Any, step: int) -> None:
+        """What a reader compares with the coefficients figure: a linear network's standardised
+        effects (raw coefficient x the feature's standard deviation / the target's) as a
+        histogram, and its intercepts in raw units as scalars (a histogram of one value draws a
+        block that reads as another); a network without coefficients, its own parameters. Named
+        `model/...`: TensorBoard's HParams tab lists every scalar as a metric, by name, and the
+        ranking ones (`hp/...`) must come first."""
+        # bins="auto": TensorBoard's default buckets end near 1e12 and fail beyond.
+        coefficients = net.coefficients()
+        if coefficients is None:
+            for name, parameter in net.named_parameters():
+                values = parameter.detach().float().cpu()  # numpy has no bfloat16
+                writer.add_histogram(f"weights/{name}", values, step, bins="auto")
+            return
+        weight, bias = (values.detach().double().cpu() for values in coefficients)
+        feature_sd = net.standardize.std.double().cpu()
+        target_sd = net.target_standardize.std.double().cpu()[:, None]
+        effects = weight * feature_sd / target_sd
+        writer.add_histogram("model/standardised_effects", effects, step, bins="auto")
+        if net.intercept:
+            for target, value in zip(net.target_names, bias.tolist(), strict=True):
+                writer.add_scalar(f"model/intercept/{target}", value, step)
 
     @staticmethod
     def _log_figures(
@@ -65,10 +86,13 @@ class TensorBoardInsights(pl.Callback):
             predicted = pl_module(features.to(pl_module.device)).float().cpu().numpy()
         true = targets.numpy()
         truth = datamodule.ground_truth
+        # A tiny table's val and test stages measure its training rows: the figures say so.
+        in_sample = split in datamodule.source.measured_on_training_rows
+        rows = f"training rows: no {split} rows of its own" if in_sample else f"{split} split"
         drawn = {
-            "predicted_vs_true": figures.predicted_vs_true(predicted, true, split),
+            "predicted_vs_true": figures.predicted_vs_true(predicted, true, rows),
             "residuals": figures.residual_histogram(
-                predicted - true, truth.noise_std if truth else None, split
+                predicted - true, truth.noise_std if truth else None, rows
             ),
         }
         if unavailable_reason(pl_module.net, truth) is None:

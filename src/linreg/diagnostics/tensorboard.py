@@ -15,21 +15,30 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from linreg.files import DISK_ERRNOS
 
-# Custom Scalars: loss first (training within and across epochs beside validation on one chart),
-# then the learning rate, the validation metrics, and how far the parameters are from the truth.
+# Custom Scalars: loss first (training within and across epochs beside validation and least
+# squares on one chart), then the learning rate, the validation metrics, and how far the
+# parameters are from the truth.
 STORY_LAYOUT = {
     "1 loss and learning rate": {
-        "loss: train/loss (within epochs), train/epoch_loss, val/loss": [
-            "Multiline", ["^train/loss$", "^train/epoch_loss$", "^val/loss$"]],
+        "loss: train/loss (within epochs), train/epoch_loss, val/loss; least squares on the "
+        "training rows (reference/train_mse), the floor of the training loss": [
+            "Multiline",
+            ["^train/loss$", "^train/epoch_loss$", "^val/loss$", "^reference/train_mse$"]],
         "learning rate": ["Multiline", ["^train/lr$"]],
         "gradient norm": ["Multiline", ["^train/grad_norm$"]],
     },
+    # One unit per chart: squared target units, target units, fractions; a relative error and an
+    # absolute one apart (on one axis, the larger flattens the other).
     "2 validation metrics": {
-        "val/mse, val/mae": ["Multiline", ["^val/mse$", "^val/mae$"]],
-        "val/r2, val/explained_variance": ["Multiline", ["^val/r2$", "^val/explained_variance$"]],
+        "val/mse (target units squared)": ["Multiline", ["^val/mse$"]],
+        "val/mae (target units)": ["Multiline", ["^val/mae$"]],
+        "val/r2, val/explained_variance (fractions)": [
+            "Multiline", ["^val/r2$", "^val/explained_variance$"]],
     },
     "3 parameters": {
-        "distance to the true parameters": ["Multiline", ["^params/"]],
+        "weight error (relative to the true weights' norm)": [
+            "Multiline", ["^params/weight_error$"]],
+        "bias error (target units)": ["Multiline", ["^params/bias_error$"]],
     },
 }  # fmt: skip
 

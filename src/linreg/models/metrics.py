@@ -87,10 +87,21 @@ def evaluate(network: nn.Module, batches: Iterable[Batch], prefix: str) -> dict[
     device = next(network.parameters()).device
     intercept = getattr(network, "intercept", True)
     metrics = regression_metrics(prefix, sync_on_compute=False, intercept=intercept).to(device)
+    # Each row's loss (its squared error, the mean over targets): their spread gives the loss's
+    # standard error, which says whether two runs' losses differ by more than the rows' noise.
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
     for features, targets in batches:
-        metrics.update(network(features.to(device)), targets.to(device))
-    values = with_loss(metrics.compute(), prefix)
-    return {name: float(value) for name, value in values.items()}
+        predicted, wanted = network(features.to(device)), targets.to(device)
+        metrics.update(predicted, wanted)
+        row_loss = (predicted.double() - wanted.double()).square().mean(1)
+        sums += torch.stack([row_loss.new_tensor(len(row_loss)), row_loss.sum(),
+                             row_loss.square().sum()])  # fmt: skip
+    values = {name: float(value) for name, value in with_loss(metrics.compute(), prefix).items()}
+    rows, total, squares = (float(value) for value in sums)
+    if rows > 1:
+        variance = max(squares - total * total / rows, 0.0) / (rows - 1)
+        values[f"{prefix}loss_std_error"] = math.sqrt(variance / rows)
+    return values
 
 
 class RunningLoss:

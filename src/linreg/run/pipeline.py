@@ -21,7 +21,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from omegaconf import DictConfig
 
-from linreg.console import progress, show_config, show_summary
+from linreg.console import progress, show_config, show_summary, summary_markdown
 from linreg.data.module import RegressionDataModule
 from linreg.diagnostics.coefficients import coefficient_table
 from linreg.diagnostics.ground_truth import parameter_error, unavailable_reason
@@ -196,6 +196,8 @@ def score(
     metrics["reference/test_gap"] = gap_to_reference(
         metrics["test/mse"], metrics["reference/test_mse"], variance
     )
+    if fit.rss is not None and fit.rows:  # the floor of the training loss, from the fit itself
+        metrics["reference/train_mse"] = float(fit.rss.mean()) / fit.rows
     in_sample = datamodule.source.measured_on_training_rows
     notes = []
     if in_sample:
@@ -298,10 +300,15 @@ def record(
     last_path = output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
     log_hparams(trainer.loggers, cfg, metrics, trainer.global_step)
     if scored.coefficients:
-        log_coefficients(trainer.loggers, scored.coefficients, trainer.global_step)
+        log_coefficients(trainer.loggers, scored.coefficients, built.module.net,
+                         trainer.global_step)  # fmt: skip
     summary = {
         "status": "completed",
-        "objective": {"name": cfg.objective, "value": metrics[cfg.objective]},
+        "objective": {
+            "name": cfg.objective,
+            "value": metrics[cfg.objective],
+            "std_error": metrics.get(f"{cfg.objective}_std_error"),
+        },
         "metrics": dict(sorted(metrics.items())),
         "test_mse_gap_to_reference": metrics["reference/test_gap"],
         "network": built.module.net.kind,
@@ -325,6 +332,7 @@ def record(
         },
     }
     write_json_atomic(output_dir / "metrics.json", summary)
+    log_summary(trainer.loggers, summary, trainer.global_step)
     with_tensorboard = any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers)
     show_summary(summary, output_dir, with_tensorboard)
     return metrics[cfg.objective]
@@ -350,11 +358,15 @@ def log_hparams(
     loggers: Sequence[Logger], cfg: DictConfig, metrics: dict[str, float], step: int
 ) -> None:
     """Hyper-parameters with the metrics that rank runs, so TensorBoard's HParams tab can compare
-    them: `hp/test/mse` and `hp/val/loss` (the best checkpoint's), first among its metric columns
-    (sorted by name); every other metric is already a scalar of the run."""
+    them, in the sweep report's order (its columns sorted by name): `hp/objective` (the best
+    checkpoint's `objective`, what the report ranks by), `hp/test/mse` and `hp/test_gap` (its
+    excess over least squares); every other metric is already a scalar of the run."""
     params = flatten_hparams(cfg)
-    ranked = dict.fromkeys(("test/mse", "val/loss", cfg.objective))
-    final = {f"hp/{name}": metrics[name] for name in ranked if name in metrics}
+    final = {
+        "hp/objective": metrics[cfg.objective],
+        "hp/test/mse": metrics["test/mse"],
+        "hp/test_gap": metrics["reference/test_gap"],
+    }
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(params, metrics=final, step=step)
@@ -363,15 +375,38 @@ def log_hparams(
         logger.finalize("success")
 
 
-def log_coefficients(loggers: Sequence[Logger], coefficients: dict[str, Any], step: int) -> None:
-    """The best model's coefficients next to least squares, as a TensorBoard figure."""
+def log_summary(loggers: Sequence[Logger], summary: dict[str, Any], step: int) -> None:
+    """What the console's summary says, in TensorBoard: its tables in the Text tab, and least
+    squares as scalars: `reference/train_mse` from the first step to the last (a line under the
+    training loss, which it bounds), `reference/test_mse` and the gap at the last."""
+    metrics = summary["metrics"]
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            writer = logger.experiment
+            writer.add_text("summary", summary_markdown(summary), step)
+            for at in (0, step):
+                if "reference/train_mse" in metrics:
+                    writer.add_scalar("reference/train_mse", metrics["reference/train_mse"], at)
+            for name in ("reference/test_mse", "reference/test_gap"):
+                writer.add_scalar(name, metrics[name], step)
+            writer.flush()
+
+
+def log_coefficients(
+    loggers: Sequence[Logger], coefficients: dict[str, Any], network: Network, step: int
+) -> None:
+    """The best model's coefficients next to least squares, as standardised effects (by the
+    training rows' standard deviations the network keeps), in a TensorBoard figure."""
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             from linreg.diagnostics.figures import coefficients_figure  # matplotlib: on use
 
-            logger.experiment.add_figure(
-                "figures/coefficients", coefficients_figure(coefficients), step
-            )
+            feature_sd = dict(zip(network.feature_names, network.standardize.std.tolist(),
+                                  strict=True))  # fmt: skip
+            target_sd = dict(zip(network.target_names, network.target_standardize.std.tolist(),
+                                 strict=True))  # fmt: skip
+            figure = coefficients_figure(coefficients, feature_sd, target_sd)
+            logger.experiment.add_figure("figures/coefficients", figure, step)
 
 
 def _relative(path: Path, root: Path) -> str:

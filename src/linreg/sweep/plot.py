@@ -22,11 +22,14 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, MaxNLocator, ScalarFormatter
 
 from linreg.config.job_names import settings_label, short_keys, split_override
+from linreg.sweep.ranking import versus_best
 
 MAX_BARS = 20
 MAX_CURVES = 4
 # The curves' axis ends at this multiple of the lowest value shown.
 CURVE_CLIP = 4.0
+# What an objective is measured in, for the axes that show it.
+UNITS = {"loss": "target units²", "mse": "target units²", "mae": "target units", "r2": "fraction"}
 MAX_VALUE_PANELS = 2
 LINE_STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D")
@@ -39,6 +42,7 @@ class Job:
     settings: dict[str, str]
     status: str
     objective: float | None
+    versus_best: str = ""  # the report's verdict: `best`, `+0.03 % (within noise)`, ...
     label: str = ""
     colour: Any = None
     trial: int = 0
@@ -69,7 +73,7 @@ def describe(
         finished = row["status"] == "completed" and row.get("objective") is not None
         number = row["job"].split("-", 1)[0]
         jobs.append(Job(row["job"], settings, row["status"],
-                        float(row["objective"]) if finished else None,
+                        float(row["objective"]) if finished else None, row.get("vs_best", ""),
                         trial=int(number) if number.isdigit() else len(jobs)))  # fmt: skip
     keys = list(dict.fromkeys(key for job in jobs for key in job.settings))
     varied = [key for key in keys if len({job.settings.get(key) for job in jobs}) > 1]
@@ -103,31 +107,29 @@ def _scale(axes: Axes, axis: str, values: Sequence[float]) -> None:
         ticks.set_major_formatter(plain)
 
 
-def _above_best(value: float, best: float) -> str:
-    percent = 100 * (value / best - 1)
-    return f"+{percent:,.0f} %" if percent >= 100 else f"+{percent:.2g} %"
-
-
 def _ranking(axes: Axes, jobs: Sequence[Job], objective: str) -> None:
     shown = [job for job in jobs if job.objective is not None][:MAX_BARS]
     failed = [job for job in jobs if job.objective is None][: max(0, MAX_BARS - len(shown))]
     values = [job.objective for job in shown]
-    xlabel = f"{objective} (lower is better)"
+    xlabel = f"{with_unit(objective)}, lower is better"
     if values:
         best = values[0]
         if max(values) >= 10 * best > 0:  # a wide range: the values, on a log axis
             _scale(axes, "x", values)
             lengths, left = [value - best / 2 for value in values], best / 2
-            axes.set_xlim(right=max(values) * 3)
+            # From where the bars start: a log axis left to itself starts at a round decade,
+            # which can lie beyond the best jobs' bars and hide them.
+            axes.set_xlim(left=best / 2, right=max(values) * 3)
         else:  # a narrow one: how far behind the best, which bars from 0 would hide
             lengths, left = [100 * (value / best - 1) for value in values], 0.0
             xlabel = f"% above the best {objective} ({best:.5g})"
             axes.set_xlim(right=max(max(lengths) * 1.3, 1e-3))
         axes.barh(range(len(shown)), lengths, left=left, color=[job.colour for job in shown])
-        for row, (value, length) in enumerate(zip(values, lengths, strict=True)):
-            note = "best" if row == 0 else _above_best(value, best)
+        for row, (job, length) in enumerate(zip(shown, lengths, strict=True)):
+            note = job.versus_best
             axes.annotate(note, (left + length, row), xytext=(3, 0), textcoords="offset points",
-                          va="center", fontsize="small")  # fmt: skip
+                          va="center", fontsize="small",
+                          color="0.45" if "within noise" in note else "black")  # fmt: skip
     for row, job in enumerate(failed, start=len(shown)):
         axes.annotate(job.status, (0, row), xycoords=("axes fraction", "data"), xytext=(3, 0),
                       textcoords="offset points", va="center", color=FAILED_COLOUR)  # fmt: skip
@@ -173,7 +175,7 @@ def _by_setting(axes: Axes, jobs: Sequence[Job], varied: Sequence[str], objectiv
     else:
         axes.set_xticks(range(len(categories)), categories)
     _scale(axes, "y", [job.objective for job in finished])
-    axes.set(xlabel=x_key, ylabel=objective, title=f"{objective} by {short[x_key]}")
+    axes.set(xlabel=x_key, ylabel=with_unit(objective), title=f"{objective} by {short[x_key]}")
     if line_key:
         axes.legend(fontsize="small")
 
@@ -186,7 +188,7 @@ def _by_trial(axes: Axes, jobs: Sequence[Job], objective: str) -> None:
     running = [min(values[: i + 1]) for i in range(len(values))]
     axes.step(trials, running, where="post", color="black", label="best so far")
     _scale(axes, "y", values)
-    axes.set(xlabel="trial", ylabel=objective, title=f"{objective} by trial")
+    axes.set(xlabel="trial", ylabel=with_unit(objective), title=f"{objective} by trial")
     axes.legend(fontsize="small")
 
 
@@ -196,15 +198,16 @@ def _by_value(axes: Axes, jobs: Sequence[Job], key: str, objective: str) -> None
     axes.scatter(xs, [job.objective for job in finished], color=[j.colour for j in finished])
     _scale(axes, "x", xs)
     _scale(axes, "y", [job.objective for job in finished])
-    axes.set(xlabel=key, ylabel=objective, title=f"{objective} by {key} (searched)")
+    axes.set(xlabel=key, ylabel=with_unit(objective), title=f"{objective} by {key} (searched)")
 
 
 def _curves(axes: Axes, jobs: Sequence[Job]) -> None:
     """The best jobs' validation loss by epoch: identical curves stay visible through their line
     styles and markers, drawn widest first."""
-    values = []
+    values, finals = [], []
     for index, job in enumerate(jobs):
         epochs, losses = job.curve
+        finals.append(losses[-1])
         width = 1.2 + 0.8 * (MAX_CURVES - index)
         axes.plot(epochs, losses, color=job.colour, linewidth=width,
                   linestyle=LINE_STYLES[index % len(LINE_STYLES)],
@@ -212,15 +215,18 @@ def _curves(axes: Axes, jobs: Sequence[Job]) -> None:
                   label=job.label[:60])  # fmt: skip
         values += losses
     title = f"how the best {len(jobs)} got there"
-    if max(values) > CURVE_CLIP * min(values) > 0:  # the first epochs would flatten the end
-        top = CURVE_CLIP * min(values)
-        _scale(axes, "y", [min(values), top])
-        axes.set_ylim(min(values) * 0.98, top)
-        title += f" (cut at {CURVE_CLIP:g}x the lowest)"
+    # Where the runs differ, at the end: the first epochs, far above, would flatten it. From the
+    # lowest value to a little above the highest last one (at most CURVE_CLIP x the lowest).
+    lowest = min(values)
+    top = min(CURVE_CLIP * lowest, lowest + 3 * (max(finals) - lowest) + 0.02 * lowest)
+    if max(values) > top > 0:
+        _scale(axes, "y", [lowest, top])
+        axes.set_ylim(lowest - 0.1 * (top - lowest), top)
+        title += f" (cut at {top / lowest:.3g}x the lowest)"
     else:
         _scale(axes, "y", values)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set(xlabel="epoch", ylabel="val/loss", title=title)
+    axes.set(xlabel="epoch", ylabel=with_unit("val/loss"), title=title)
     axes.legend(fontsize="small")
 
 
@@ -244,13 +250,16 @@ def report_figure(sweep_dir: Path, rows: Sequence[dict[str, Any]], objective: st
     """The report's figure (returned, for the caller to save) for the rows of `collect`."""
     from linreg.diagnostics.figures import Figure
 
-    jobs, varied, legend = describe(rows)
+    jobs, varied, legend = describe(versus_best([dict(row) for row in rows]))
     best = [job for job in jobs if job.objective is not None][:MAX_CURVES]
     for job in best:
         job.curve = validation_curve(sweep_dir / job.folder)
     best = [job for job in best if job.curve[0]]
     numeric = [key for key in varied if _is_numeric(jobs, key)][:MAX_VALUE_PANELS]
-    grid = bool(varied) and len(varied) <= 2 and not searched
+    # A grid's panel of the objective by its setting, unless the setting is one choice (the
+    # ranking shows exactly that).
+    one_choice = len(varied) == 1 and not numeric
+    grid = bool(varied) and len(varied) <= 2 and not searched and not one_choice
     middle = (1 + len(numeric)) if searched else int(grid)
     n_panels = 1 + middle + bool(best)
     columns = min(n_panels, 3)
@@ -273,4 +282,25 @@ def report_figure(sweep_dir: Path, rows: Sequence[dict[str, Any]], objective: st
 
         handles = [Patch(color=colour, label=name) for name, colour in legend.items()]
         figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6))
+    figure.suptitle(f"sweep {sweep_dir.name}: {len(jobs)} jobs on {_data_of(sweep_dir, jobs)}")
     return figure
+
+
+def with_unit(metric: str) -> str:
+    unit = UNITS.get(metric.rsplit("/", 1)[-1])
+    return f"{metric} ({unit})" if unit else metric
+
+
+def _data_of(sweep_dir: Path, jobs: Sequence[Job]) -> str:
+    """What the jobs trained on, from the first one's saved config: a table's file and target,
+    or the synthetic data's shape."""
+    from omegaconf import OmegaConf
+
+    for job in jobs:
+        saved = sweep_dir / job.folder / ".hydra" / "config.yaml"
+        if saved.is_file():
+            data = OmegaConf.load(saved).data
+            if "path" in data:
+                return f"{Path(str(data.path)).name} (target {data.target})"
+            return f"synthetic data, {data.n_samples:,} rows x {data.n_features} features"
+    return "their data"

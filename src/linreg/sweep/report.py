@@ -9,7 +9,6 @@ runs by itself at the end of every multirun (see `SweepCallbacks`).
 from __future__ import annotations
 
 import csv
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,9 +18,11 @@ from omegaconf import OmegaConf
 
 from linreg.errors import LinregError, RunFolderError
 from linreg.runs import read_summary
+from linreg.sweep.ranking import rank, versus_best
 
-COLUMNS = ("job", "overrides", "status", "objective", "val/loss", "test/mse", "reference/test_mse",
-           "gap_to_reference_%", "params/weight_error", "wall_time_s", "reason")  # fmt: skip
+COLUMNS = ("job", "overrides", "status", "objective", "vs_best", "objective_std_error", "test/mse",
+           "gap_to_reference_%", "reference/test_mse", "val/loss", "params/weight_error",
+           "wall_time_s", "reason")  # fmt: skip
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -45,6 +46,7 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
             row["status"] = summary.get("status", "unreadable")
             objective = summary.get("objective") or {}
             row["objective"], row["objective_name"] = objective.get("value"), objective.get("name")
+            row["objective_std_error"] = objective.get("std_error")
             row["reason"] = summary.get("reason", "")
             row["wall_time_s"] = summary.get("wall_time_s")
             for name in ("val/loss", "test/mse", "reference/test_mse", "params/weight_error"):
@@ -54,13 +56,7 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
         elif row["status"] == "missing":
             row["reason"] = "no metrics.json: the job crashed or is still running"
         rows.append(row)
-    return sorted(rows, key=_rank)
-
-
-def _rank(row: dict[str, Any]) -> tuple[int, float]:
-    value = row.get("objective")
-    finished = row["status"] == "completed" and value is not None and math.isfinite(value)
-    return (0, value) if finished else (1, math.inf)
+    return versus_best(sorted(rows, key=rank))
 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
