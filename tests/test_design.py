@@ -80,6 +80,16 @@ def test_without_formulaic_a_text_column_is_one_line_naming_the_extra(
     assert source(numbers).table_design is None
 
 
+def test_a_table_without_a_target_or_a_formula_says_how_to_give_one(tmp_path: Path) -> None:
+    table = houses(tmp_path / "houses.csv", rows=20)
+    with pytest.raises(ConfigError) as error:
+        TableSource(str(table), None, None, None, "error", FRACTIONS, 3)
+    assert str(error.value) == (
+        "data.target: no value given; name the target column (data.target=price) or write a "
+        "formula (data.formula='price ~ area + C(region)')"
+    )
+
+
 # ---------------------------------------------------------------------------------- the design
 
 

@@ -67,7 +67,8 @@ def test_grid_runs_every_combination_in_its_own_folder_and_reports_them(tmp_path
     )
     assert again.returncode == 0, again.stderr
     assert report_rows(tmp_path) == rows
-    assert again.stdout.startswith("| job | overrides | status | objective | val/loss |")
+    assert again.stdout.startswith("| job | overrides | status | objective | vs_best |")
+    assert rows[0]["vs_best"] == "best" and all(row["vs_best"] for row in rows)
 
 
 @pytest.mark.slow
