@@ -331,8 +331,9 @@ def record(
             "model": _relative(model_path, output_dir) if model_path else None,
         },
     }
-    write_json_atomic(output_dir / "metrics.json", summary)
+    # The record is written last: a run whose TensorBoard write fails (a full disk) has none.
     log_summary(trainer.loggers, summary, trainer.global_step)
+    write_json_atomic(output_dir / "metrics.json", summary)
     with_tensorboard = any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers)
     show_summary(summary, output_dir, with_tensorboard)
     return metrics[cfg.objective]
