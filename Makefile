@@ -12,7 +12,7 @@ BENCH_LOCK := requirements/lock-bench.txt
 UV := $(VENV)/bin/uv
 UV_VERSION := uv>=0.8,<1
 
-.PHONY: help setup setup-formulas setup-bench lock train test test-all test-latest gpu-check lint format clean
+.PHONY: help setup setup-bench lock train test test-all test-latest gpu-check lint format clean
 .DEFAULT_GOAL := help
 
 help: ## list these targets (ARGS="..." passes arguments on, e.g. make train ARGS="optimizer=adam")
@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK) requirements/torch.txt
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	@echo "setup 3/4: installing uv, which installs the locked versions (seconds)"
 	$(PY) -m pip install --quiet '$(UV_VERSION)'
-	@echo "setup 4/4: installing the locked versions of Lightning, Hydra, TensorBoard, ONNX, onnxruntime, Optuna and the test tools, then linreg (seconds)"
+	@echo "setup 4/4: installing the locked versions of Lightning, Hydra, TensorBoard, ONNX, onnxruntime, formulaic, Optuna and the test tools, then linreg (seconds)"
 	$(UV) pip install --quiet --python $(PY) -r $(LOCK)
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	@touch $@
@@ -34,16 +34,9 @@ $(VENV)/.installed: pyproject.toml $(LOCK) requirements/torch.txt
 
 setup: $(VENV)/.installed ## create .venv and install linreg with its tools at the locked versions (once)
 
-# Not in `setup`: formulaic brings pandas and scipy, and torchmetrics imports scipy.signal whenever
-# scipy is installed, which adds a second or more to the start of every run (docs/development.md).
-setup-formulas: setup ## add formulaic, for categorical columns and data.formula (data=table)
-	@echo "setup-formulas: installing the locked formulaic, pandas and scipy (seconds)"
-	$(UV) pip install --quiet --python $(PY) -c $(BENCH_LOCK) 'formulaic'
-
-# Not in `setup`: scikit-learn brings scipy, and torchmetrics imports scipy.signal whenever scipy is
-# installed, which adds about 0.5 s to the start of every run.
-setup-bench: setup ## add scikit-learn, statsmodels and formulaic (the benchmark's and the tests' oracles)
-	@echo "setup-bench: installing the locked scikit-learn, statsmodels, formulaic and scipy (seconds)"
+# Not in `setup`: the oracles the benchmark and the slow tests compare linreg with.
+setup-bench: setup ## add scikit-learn and statsmodels (the benchmark's and the tests' oracles)
+	@echo "setup-bench: installing the locked scikit-learn and statsmodels (seconds)"
 	$(UV) pip install --quiet --python $(PY) -r $(BENCH_LOCK)
 
 # The lock is made with pip-tools, whose resolver honours pip's own settings (a local CPU wheel of
@@ -57,7 +50,7 @@ lock: ## re-resolve requirements/lock*.txt from pyproject.toml's ranges (then co
 		--no-emit-index-url --extra dev --extra sweep --extra cluster \
 		-c requirements/torch.txt -o $(LOCK) pyproject.toml
 	$(LOCK_TOOLS)/bin/pip-compile --quiet --upgrade --strip-extras --no-emit-find-links \
-		--no-emit-index-url --extra dev --extra sweep --extra cluster --extra formulas --extra bench \
+		--no-emit-index-url --extra dev --extra sweep --extra cluster --extra bench \
 		-c $(LOCK) -o $(BENCH_LOCK) pyproject.toml
 	sed -i -E 's/^(torch==[^+ ]+)\+[a-z0-9.]+/\1/' $(LOCK) $(BENCH_LOCK)
 	rm -rf $(LOCK_TOOLS)

@@ -5,8 +5,6 @@ formula OLS, on the same rows, as the oracle for every coefficient and statistic
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,20 +16,6 @@ from conftest import QUIET, ROOT, run_cli, tree_digest
 
 from linreg.data.table import TableSource, split_codes
 from linreg.errors import ConfigError
-
-try:
-    import formulaic  # noqa: F401
-
-    HAS_FORMULAIC = True
-except ImportError:
-    HAS_FORMULAIC = False
-
-
-def needs_formulaic(test: Callable) -> Callable:
-    """Marks a test `formulas` and skips it without formulaic (CI installs it for them)."""
-    skip = pytest.mark.skipif(not HAS_FORMULAIC, reason="the formulas extra: make setup-formulas")
-    return pytest.mark.formulas(skip(test))
-
 
 ALL_ROWS = ("data.train_fraction=1", "data.val_fraction=0", "data.test_fraction=0")
 FRACTIONS = (0.7, 0.15, 0.15)
@@ -59,25 +43,13 @@ def source(path: Path, **options: object) -> TableSource:
     return TableSource(str(path), target, None, None, "error", FRACTIONS, 3, **options)
 
 
-# ------------------------------------------------------------------------------ without formulaic
+# -------------------------------------------------------------------------------------- numbers
 
 
-def test_without_formulaic_a_text_column_is_one_line_naming_the_extra(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    table = houses(tmp_path / "houses.csv", rows=40)
-    monkeypatch.setitem(sys.modules, "formulaic", None)  # as if not installed
-    with pytest.raises(ConfigError) as error:
-        source(table)
-    assert str(error.value) == (
-        f"data.features: column 'region' of {table} holds string values; encoding it needs "
-        "formulaic, which is not installed: make setup-formulas (or pip install "
-        "'linreg[formulas]')"
-    )
-    # A table of numbers needs no formulaic: its columns go to the network as they are.
+def test_a_table_of_numbers_has_no_design(tmp_path: Path) -> None:
     numbers = tmp_path / "numbers.csv"
     numbers.write_text("a,b,price\n" + "".join(f"{i},{i * i % 7},{i * 2}\n" for i in range(30)))
-    assert source(numbers).table_design is None
+    assert source(numbers).table_design is None  # its columns go to the network as they are
 
 
 def test_a_table_without_a_target_or_a_formula_says_how_to_give_one(tmp_path: Path) -> None:
@@ -93,7 +65,6 @@ def test_a_table_without_a_target_or_a_formula_says_how_to_give_one(tmp_path: Pa
 # ---------------------------------------------------------------------------------- the design
 
 
-@needs_formulaic
 def test_text_and_boolean_columns_are_treatment_coded_against_their_first_training_level(
     tmp_path: Path,
 ) -> None:
@@ -114,7 +85,6 @@ def test_text_and_boolean_columns_are_treatment_coded_against_their_first_traini
     assert fitted == pytest.approx([10, 2, 4, -3, 1.5, 1.5], abs=0.05)
 
 
-@needs_formulaic
 def test_a_design_saved_as_plain_values_encodes_new_rows_as_the_fitted_one(tmp_path: Path) -> None:
     formula = "price ~ np.log(area) + center(area):region + poly(area, 2)"
     table = source(houses(tmp_path / "houses.csv"), formula=formula)
@@ -134,7 +104,6 @@ def test_a_design_saved_as_plain_values_encodes_new_rows_as_the_fitted_one(tmp_p
     assert training_mean != pytest.approx(rows["area"].to_numpy().mean())
 
 
-@needs_formulaic
 def test_an_unseen_level_is_one_line_naming_the_row_and_the_levels(tmp_path: Path) -> None:
     path = houses(tmp_path / "houses.csv", rows=200)
     held_out = int(np.flatnonzero(split_codes(0, 200, FRACTIONS, 3) != 0)[5])
@@ -153,7 +122,6 @@ def test_an_unseen_level_is_one_line_naming_the_row_and_the_levels(tmp_path: Pat
     )
 
 
-@needs_formulaic
 def test_an_empty_text_cell_is_a_missing_value_not_a_level(tmp_path: Path) -> None:
     path = houses(tmp_path / "houses.csv", rows=100)
     lines = path.read_text().splitlines()
@@ -172,7 +140,6 @@ def test_an_empty_text_cell_is_a_missing_value_not_a_level(tmp_path: Path) -> No
     assert sum(len(targets) for _, targets in splits.values()) == 99
 
 
-@needs_formulaic
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_streamed_and_in_memory_designs_and_rows_are_the_same(tmp_path: Path, suffix: str) -> None:
     path = houses(tmp_path / "houses.csv", rows=300)
@@ -195,7 +162,6 @@ def test_streamed_and_in_memory_designs_and_rows_are_the_same(tmp_path: Path, su
         assert np.array_equal(rows, expected)
 
 
-@needs_formulaic
 def test_a_streamed_formula_refuses_a_stateful_transform_and_keys_are_checked(
     tmp_path: Path,
 ) -> None:
@@ -230,7 +196,6 @@ def test_a_streamed_formula_refuses_a_stateful_transform_and_keys_are_checked(
 # --------------------------------------------------------------------------- the whole workflow
 
 
-@needs_formulaic
 @pytest.mark.parametrize("streaming", [False, True], ids=["in-memory", "streamed"])
 @pytest.mark.first_case_by_default
 def test_a_categorical_table_trains_evaluates_and_predicts_from_raw_text(
@@ -300,7 +265,6 @@ def test_a_categorical_table_trains_evaluates_and_predicts_from_raw_text(
 
 
 @pytest.mark.slow
-@needs_formulaic
 @pytest.mark.parametrize(
     ("formula", "intercept"),
     [

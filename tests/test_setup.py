@@ -62,7 +62,8 @@ def test_the_bench_lock_adds_to_the_setup_lock_without_changing_a_pin() -> None:
     setup, bench = pins(REQUIREMENTS / "lock.txt"), pins(REQUIREMENTS / "lock-bench.txt")
     changed = {name: (setup[name], bench[name]) for name in setup if bench.get(name) != setup[name]}
     assert not changed
-    assert {"scikit-learn", "scipy"} <= set(bench) - set(setup)
+    assert {"scikit-learn", "statsmodels"} <= set(bench) - set(setup)
+    assert {"formulaic", "pandas", "scipy"} <= set(setup)  # text columns train after `make setup`
 
 
 def test_the_lock_pins_the_torch_release_the_setup_installs_first() -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import logging
 import math
@@ -369,14 +368,13 @@ def tables(rows_list: list[int], device: str, checkout: Path, precision: str) ->
             ]  # fmt: skip
             synthetic = ["data.streaming=true", f"data.n_samples={rows}", "data.n_features=16"]
             cells.append(("synthetic", "streamed", synthetic))
-            if importlib.util.find_spec("formulaic"):  # the formulas extra: the encoding's cost
-                text = write_table_files(rows, folder, text_column=True)["Parquet"]
-                cells += [
-                    ("Parquet, a text column", read, ["data=table", f"data.path={text}",
-                                                      "data.target=y",
-                                                      f"data.streaming={read == 'streamed'}"])
-                    for read in ("in memory", "streamed")
-                ]  # fmt: skip
+            text = write_table_files(rows, folder, text_column=True)["Parquet"]  # encoding's cost
+            cells += [
+                ("Parquet, a text column", read, ["data=table", f"data.path={text}",
+                                                  "data.target=y",
+                                                  f"data.streaming={read == 'streamed'}"])
+                for read in ("in memory", "streamed")
+            ]  # fmt: skip
             for data, read, overrides in cells:
                 seconds, peak_mb, _, summary = train_run([*overrides, *common], device, checkout)
                 rate = 0.7 * rows / summary["stage_times_s"]["fit"]  # the training split

@@ -8,8 +8,8 @@ stateful transforms (`center(x)`) are learnt once, on the training rows; validat
 and predict rows are encoded with that saved state, and a level the training rows never had is
 refused. The network's own bias is the intercept: the matrix never holds an `Intercept` column.
 
-formulaic (with pandas and scipy) is the `formulas` extra, imported only for a table that needs
-a design: a table of numbers goes to the network as it is.
+formulaic (with pandas) is imported only for a table that needs a design: a table of numbers goes
+to the network as it is.
 """
 
 from __future__ import annotations
@@ -29,16 +29,7 @@ import pyarrow.compute as pc
 from linreg.errors import ConfigError, first_line
 
 INTERCEPT = "Intercept"
-INSTALL = "make setup-formulas (or pip install 'linreg[formulas]')"
 _CATEGORICAL_CALL = re.compile(r"\bC\(\s*`?([^`,)]+?)`?\s*[,)]")
-
-
-def needs_formulaic(what: str) -> None:
-    """formulaic is importable, or one line saying what needs it and how to install it."""
-    try:
-        import formulaic  # noqa: F401
-    except ImportError:
-        raise ConfigError(f"{what} needs formulaic, which is not installed: {INSTALL}") from None
 
 
 def is_categorical(kind: pa.DataType) -> bool:
@@ -71,7 +62,6 @@ def _quoted(name: str) -> str:
 
 def formula_sides(formula: str) -> tuple[list[str], str]:
     """`formula`'s left side (the target columns it names; none without a `~`) and its right."""
-    needs_formulaic(f"data.formula={formula}")
     from formulaic import Formula
 
     lhs, tilde, rhs = formula.rpartition("~") if "~" in formula else ("", "", formula)
@@ -178,7 +168,6 @@ class Design:
         """The rows' model matrix as `dtype`; an empty cell makes the matrix columns built from
         its column NaN (the caller's missing-value rule applies to the row; its other cells are
         0). `row_name(i)` names the batch's i-th row in an error (an unseen level)."""
-        needs_formulaic("a model with categorical columns or a formula")
         from formulaic.errors import DataMismatchWarning
 
         frame = _frame(batch, self.columns)
@@ -229,7 +218,6 @@ def fit_design(
     empty cells). Streamed, `training` is the first rows only and `levels` the categorical
     columns' levels over every training row; a stateful transform, which would learn from the
     first rows only, is then refused. `key` names the setting in errors."""
-    needs_formulaic(f"{key}={formula}" if key == "data.formula" else key)
     from formulaic import model_matrix
 
     frame = _frame(training, training.column_names)

@@ -34,7 +34,6 @@ from linreg.data.design import (
     formula_sides,
     is_categorical,
     mentioned,
-    needs_formulaic,
     obvious_formula,
 )
 from linreg.data.loaders import EpochShuffler, derived_seed, prefetched
@@ -327,12 +326,6 @@ class TableSource(RegressionSource):
             raise ConfigError(
                 f"data.{'formula' if rhs else 'categorical'}: {self.path} is a NumPy array, "
                 "whose columns are numbers chosen by index; give a CSV or Parquet table"
-            )
-        if rhs is None:
-            kind = "a categorical column" if forced else f"{types[found[0]]} values"
-            needs_formulaic(
-                f"data.features: column {(forced or found)[0]!r} of {self.path} holds {kind}; "
-                "encoding it"
             )
         booleans = [name for name in found if pa.types.is_boolean(types[name])]
         formula = rhs or obvious_formula(self.input_names, [*forced, *booleans])
