@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from linreg.data.design import Design
 from linreg.errors import first_line
 from linreg.serve.formats import ModelFileError, Predictor
 
@@ -15,6 +14,7 @@ from linreg.serve.formats import ModelFileError, Predictor
 def load(path: Path) -> Predictor:
     import torch
 
+    from linreg.data.design import Design
     from linreg.models.network import network_from_checkpoint
     from linreg.runs import load_checkpoint
 

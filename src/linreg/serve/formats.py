@@ -15,12 +15,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from linreg.data.design import Design
 from linreg.errors import LinregError
+
+if TYPE_CHECKING:  # imported where a model has one: pyarrow.compute is not free to import
+    from linreg.data.design import Design
 
 FORMATS = {
     ".onnx": "linreg.serve.onnx_model",

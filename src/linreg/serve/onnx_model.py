@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from linreg.data.design import Design
 from linreg.errors import first_line
 from linreg.serve.formats import ModelFileError, Predictor
 
 if TYPE_CHECKING:
     import onnx
 
+    from linreg.data.design import Design
     from linreg.models.linear import LinearRegressor
     from linreg.models.network import Network
 
@@ -88,6 +88,8 @@ def load(path: Path) -> Predictor:
 def _design(metadata: dict[str, str], path: Path) -> Design | None:
     if DESIGN not in metadata:
         return None
+    from linreg.data.design import Design
+
     try:
         return Design.from_record(json.loads(metadata[DESIGN]), f"model={path}")
     except (json.JSONDecodeError, AttributeError) as err:
