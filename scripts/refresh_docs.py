@@ -86,7 +86,9 @@ def default_run_block(runs: int) -> str:
         for run in range(runs):
             output, seconds = train([f"hydra.run.dir={scratch}/{run}"])
             times.append(seconds)
-        output = output.replace(f"{scratch}/{run}", "outputs/train/runs/<time>")
+        output = output.replace(
+            f"{scratch}/{run}", "outputs/train/runs/synthetic-linear-sgd_<time>"
+        )
     cores = os.cpu_count()
     median = f"median of {runs} runs, " if runs > 1 else ""
     command = (

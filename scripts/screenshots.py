@@ -32,8 +32,10 @@ SHOTS = (
     ("tensorboard-run-text", "run", "text"),
     ("tensorboard-sweep-hparams", "sweep", "hparams"),
 )
+# Trained in a scratch folder as a user trains: the run in outputs/ (TensorBoard names it by its
+# folder, `train/runs/synthetic-linear-sgd_<time>`), the sweep in a folder of its own.
 TRAIN = {
-    "run": ["hydra.run.dir={folder}"],
+    "run": [],
     "sweep": ["-m", "optimizer=sgd,adam", "trainer.max_epochs=3", "hydra.sweep.dir={folder}"],
 }
 
@@ -102,10 +104,10 @@ def main() -> None:
         )
         sys.exit(1)
     with tempfile.TemporaryDirectory(prefix="linreg-screenshots-") as scratch:
-        folders = {kind: Path(scratch) / kind for kind in TRAIN}
+        folders = {"run": Path(scratch) / "outputs", "sweep": Path(scratch) / "sweep"}
         for kind, args in TRAIN.items():
             command = [arg.format(folder=folders[kind]) for arg in args]
-            subprocess.run([sys.executable, str(ROOT / "train.py"), *command], cwd=ROOT,
+            subprocess.run([sys.executable, str(ROOT / "train.py"), *command], cwd=scratch,
                            check=True, capture_output=True)  # fmt: skip
         for name, kind, tab in SHOTS:
             with serve_tensorboard(folders[kind]) as base:

@@ -56,6 +56,13 @@ def compose_config(overrides: Sequence[str] = (), output_dir: Path | None = None
         return compose(config_name="train", overrides=[*overrides, *extra])
 
 
+def compose_choices(overrides: Sequence[str] = ()) -> dict[str, str]:
+    """Which option of each config group `train.py` would compose (Hydra's runtime choices)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+    return dict(cfg.hydra.runtime.choices)
+
+
 def run_cli(
     args: Sequence[str], run_dir: Path | None, script: str = "train.py", stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:

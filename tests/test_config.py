@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from conftest import CONF_DIR, ROOT, compose_config
 from hydra.errors import ConfigCompositionException
@@ -61,6 +64,30 @@ def test_defaults_are_sgd_with_cosine_on_cpu_logging_to_tensorboard() -> None:
     assert cfg.trainer.accelerator == "cpu"
     assert list(cfg.logger) == ["tensorboard"]
     assert cfg.data.seed == cfg.seed
+
+
+@pytest.mark.parametrize(
+    ("overrides", "label"),
+    [
+        ((), "synthetic-linear-sgd"),
+        (("data=table", "data.path=examples/longley.csv", "data.target=TOTEMP", "model=mlp",
+          "optimizer=adamw"), "longley-mlp-adamw"),
+        (("data=table", "data.path=data/parts/*.parquet", "data.target=y"), "parts-linear-sgd"),
+    ],
+)  # fmt: skip
+def test_a_run_folder_is_named_by_its_data_network_optimizer_then_time(
+    overrides: tuple[str, ...], label: str
+) -> None:
+    """TensorBoard names a run by its folder: what was trained comes first, then when."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    folder = Path(cfg.hydra.run.dir)
+    assert folder.parent == Path("outputs/train/runs")
+    name, _, time = folder.name.partition("_")
+    assert name == label
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d{6}", time)
 
 
 def test_lbfgs_brings_whole_split_batches_and_one_step_per_lightning_step() -> None:

@@ -429,7 +429,7 @@ def test_a_file_size_limit_on_tensorboard_events_stops_the_run_in_one_line_namin
     assert "Traceback" not in result.stdout + result.stderr
     assert "Exception in thread" not in result.stdout + result.stderr
     events = Path(result.stderr.strip().rpartition(" ")[2])
-    assert events.parent == run_dir / "tensorboard" and events.name.startswith("events.out")
+    assert events.parent == run_dir and events.name.startswith("events.out")
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record == {"status": "failed", "reason": f"file too large: {events}", "objective": None}
     assert_resumes_to_the_end(run_dir, epochs=20)
@@ -603,13 +603,13 @@ def test_a_sweep_survives_a_job_that_crashes_and_reports_it(tmp_path: Path) -> N
         )
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    failed = json.loads((tmp_path / "1-lr=0.1" / "metrics.json").read_text())
+    failed = json.loads((tmp_path / "lr=0.1" / "metrics.json").read_text())
     assert failed == {
         "status": "failed",
         "reason": "ValueError: a bug in a callback",
         "objective": None,
     }
-    assert "Traceback" in (tmp_path / "1-lr=0.1" / "train.log").read_text()
+    assert "Traceback" in (tmp_path / "lr=0.1" / "train.log").read_text()
     assert "Traceback" not in result.stderr
     rows = (tmp_path / "report.md").read_text().splitlines()[2:]
     assert [row.split("|")[3].strip() for row in rows] == ["completed", "failed"]
@@ -666,7 +666,7 @@ def test_a_diverging_run_stops_in_one_line_and_leaves_nothing_to_serve(
     record = strict_loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "failed" and record["objective"] is None
     if "logger=none" not in extra:  # TensorBoard tells a diverged run from a missing one
-        events = EventAccumulator(str(run_dir / "tensorboard"))
+        events = EventAccumulator(str(run_dir))
         events.Reload()
         (status,) = events.Tensors("run/status/text_summary")
         text = status.tensor_proto.string_val[0].decode()

@@ -24,9 +24,7 @@ from screenshots import browser, fetch, screenshot, serve_tensorboard
 
 
 def events(run_dir: Path) -> EventAccumulator:
-    accumulator = EventAccumulator(
-        str(run_dir / "tensorboard"), size_guidance={"images": 0, "histograms": 0}
-    )
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"images": 0, "histograms": 0})
     accumulator.Reload()
     return accumulator
 
@@ -112,18 +110,18 @@ def tensorboard_server(trained_run: Path) -> Iterator[str]:
 
 
 def test_tensorboard_serves_the_runs_scalars_images_and_hparams(tensorboard_server: str) -> None:
-    scalars = fetch(f"{tensorboard_server}/data/plugin/scalars/tags")["tensorboard"]
+    scalars = fetch(f"{tensorboard_server}/data/plugin/scalars/tags")["."]
     assert {"train/loss", "val/loss", "test/mse", "train/lr", "params/weight_error"} <= set(scalars)
-    images = fetch(f"{tensorboard_server}/data/plugin/images/tags")["tensorboard"]
+    images = fetch(f"{tensorboard_server}/data/plugin/images/tags")["."]
     assert "figures/test/predicted_vs_true" in images
-    histograms = fetch(f"{tensorboard_server}/data/plugin/histograms/tags")["tensorboard"]
+    histograms = fetch(f"{tensorboard_server}/data/plugin/histograms/tags")["."]
     assert "model/standardised_effects" in histograms
 
     experiment = fetch(
         f"{tensorboard_server}/data/plugin/hparams/experiment", {"experimentName": ""}
     )
     hparams = {info["name"] for info in experiment["hparamInfos"]}
-    assert {"optimizer.lr", "optimizer._target_", "data.n_samples", "seed"} <= hparams
+    assert {"optimizer", "optimizer.lr", "data", "data.n_samples", "model", "seed"} <= hparams
     metrics = [info["name"]["tag"] for info in experiment["metricInfos"]]
     assert metrics[:3] == ["hp/objective", "hp/test/mse", "hp/test_gap"]  # as the report ranks
 
@@ -150,12 +148,15 @@ def test_the_scalars_hold_a_within_epoch_training_curve_and_two_ranking_metrics(
     epochs = len(scalars.Scalars("train/epoch_loss"))
     assert len(scalars.Scalars("train/loss")) == 6 * epochs
     assert len(scalars.Scalars("train/lr")) == 6 * epochs
+    # What R² leaves unexplained, beside it at every step (R²'s ticks all read 0.999).
+    r2, unexplained = (scalars.Scalars(f"val/{name}") for name in ("r2", "1-r2"))
+    assert [e.step for e in unexplained] == [e.step for e in r2] and len(r2) == epochs
+    assert [e.value for e in unexplained] == pytest.approx([1 - e.value for e in r2], abs=1e-6)
+    assert 0 < unexplained[-1].value < 0.01
 
 
 def test_least_squares_and_the_summary_are_in_tensorboard(trained_run: Path) -> None:
-    accumulator = EventAccumulator(
-        str(trained_run / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0}
-    )
+    accumulator = EventAccumulator(str(trained_run), size_guidance={"scalars": 0, "tensors": 0})
     accumulator.Reload()
     summary = json.loads((trained_run / "metrics.json").read_text())
     metrics, fit = summary["metrics"], summary["least_squares_fit"]
@@ -331,13 +332,16 @@ def test_the_tensorboard_hint_runs_as_printed_and_only_when_there_is_tensorboard
     (hint,) = [line for line in result.stdout.splitlines() if line.startswith("inspect with")]
     command, flag, folder = hint.split()[2:]
     assert (flag, folder) == ("--logdir", str(tmp_path / "tensorboard"))
+    # Then where the run's story is: the Custom Scalars tab (Time Series opens on the figures).
+    (story,) = [line for line in result.stdout.splitlines() if line.startswith("the run's story")]
+    assert story.split()[3] == "http://localhost:6006/#custom_scalars"
     # Run from where the run was started, without an activated environment.
     version = subprocess.run([command, "--version"], cwd=ROOT, capture_output=True, text=True,
                              env={"PATH": "/usr/bin:/bin"})  # fmt: skip
     assert version.returncode == 0, version.stderr
     csv_only = run_cli([*FAST, "logger=csv"], tmp_path / "csv")
     assert csv_only.returncode == 0, csv_only.stderr
-    assert "inspect with" not in csv_only.stdout
+    assert "inspect with" not in csv_only.stdout and "the run's story" not in csv_only.stdout
 
 
 @pytest.mark.parametrize(("n_targets", "n_features"), [(1, 8), (3, 64), (3, 1400), (12, 1400)])
@@ -445,32 +449,40 @@ def optimizer_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
     return sweep_dir, result.stdout
 
 
-def test_hparams_of_a_sweep_open_on_what_differs_with_every_optimizers_settings(
+def test_hparams_of_a_sweep_open_on_what_the_user_varied_with_every_optimizers_settings(
     optimizer_sweep: tuple[Path, str],
 ) -> None:
-    from conftest import compose_config
-
-    from linreg.run.record import flatten_hparams
-
     sweep_dir, _ = optimizer_sweep
-    sgd, rmsprop = (flatten_hparams(compose_config([f"optimizer={o}"])) for o in ("sgd", "rmsprop"))
-    differing = sorted(k for k in sgd.keys() & rmsprop.keys() if sgd[k] != rmsprop[k])
-    assert {"optimizer._target_", "optimizer.lr"} <= set(differing)
     with serve_tensorboard(sweep_dir) as base:
         runs = fetch(f"{base}/data/runs")
         experiment = fetch(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
         layout = fetch(f"{base}/data/plugin/custom_scalars/layout")
-    # Runs named by what the sweep varies, wherever TensorBoard shows a run.
-    assert runs == ["0-optimizer=sgd/tensorboard", "1-optimizer=rmsprop/tensorboard"]
-    infos = experiment["hparamInfos"]
-    names = [info["name"] for info in infos]
-    # The differing settings first (the tab ticks the first five), marked as differing.
+    # Runs named by what the sweep varies (a group's choice by its name), wherever TensorBoard
+    # shows a run, with no folder of their own after it.
+    assert sorted(runs) == ["rmsprop", "sgd"]
+    infos = {info["name"]: info for info in experiment["hparamInfos"]}
+    names = list(infos)
+    differing = [name for name, info in infos.items() if info.get("differs")]
+    # What the user varied first (the tab ticks the first five): the optimizer by name, then its
+    # settings; not the classes the choices name, nor what an optimizer sets in other sections.
     assert names[: len(differing)] == differing
-    assert {info["name"] for info in infos if info.get("differs")} == set(differing)
+    assert differing[0] == "optimizer" and "optimizer.lr" in differing
+    assert not [name for name in differing if not name.startswith("optimizer")]
+    assert sorted(infos["optimizer"]["domainDiscrete"]) == ["rmsprop", "sgd"]
+    assert "data.min_batches_per_epoch" not in names
+    assert not [name for name in names if name.endswith("_target_")]
+    assert {infos[group]["domainDiscrete"][0] for group in ("data", "model")} == {
+        "synthetic",
+        "linear",
+    }
+    # Whole numbers as the user types them (HParams prints a number to five digits: 256.00).
+    assert (infos["data.batch_size"]["type"], infos["data.batch_size"]["domainDiscrete"]) == (
+        "DATA_TYPE_STRING",
+        ["256"],
+    )
     # Both optimizers' own settings, the run's folder not.
     own = {"optimizer.momentum", "optimizer.nesterov", "optimizer.alpha", "optimizer.centered"}
     assert own <= set(names)
-    assert set(names) == (sgd.keys() | rmsprop.keys())
     assert not any("dir" in name or "path" in name for name in names if name.startswith("trainer"))
     metrics = [info["name"]["tag"] for info in experiment["metricInfos"]]
     assert metrics[:3] == ["hp/objective", "hp/test/mse", "hp/test_gap"]
@@ -488,8 +500,8 @@ def test_a_sweep_prints_one_line_per_job_and_the_report(
     sweep_dir, stdout = optimizer_sweep
     lines = stdout.splitlines()
     jobs = [line for line in lines if line.startswith("job ")]
-    assert [line.split()[1] for line in jobs] == ["0-optimizer=sgd", "1-optimizer=rmsprop"]
-    summary = json.loads((sweep_dir / "0-optimizer=sgd" / "metrics.json").read_text())
+    assert [line.split()[1] for line in jobs] == ["sgd", "rmsprop"]
+    summary = json.loads((sweep_dir / "sgd" / "metrics.json").read_text())
     assert f"val/loss {summary['objective']['value']:.5g}" in jobs[0]
     assert "% vs least squares" in jobs[0]
     table = [line for line in lines if line.startswith("|")]

@@ -9,7 +9,7 @@ from typing import Any
 import onnxruntime
 import pytest
 import torch
-from conftest import FAST, compose_config, needs_gpus, options
+from conftest import FAST, compose_choices, compose_config, needs_gpus, options
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
@@ -19,7 +19,8 @@ from linreg.run.pipeline import train
 
 
 def run(output_dir: Path, *overrides: str) -> tuple[float, dict[str, Any]]:
-    objective = train(compose_config([*FAST, *overrides], output_dir), overrides=list(overrides))
+    cfg = compose_config([*FAST, *overrides], output_dir)
+    objective = train(cfg, list(overrides), compose_choices([*FAST, *overrides]))
     return objective, json.loads((output_dir / "metrics.json").read_text())
 
 
@@ -199,7 +200,7 @@ def test_run_folder_holds_checkpoints_onnx_events_and_summary(default_run) -> No
     assert paths["best_checkpoint"].startswith("checkpoints/epoch")
     for relative in paths.values():
         assert (output_dir / relative).is_file()
-    assert list((output_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert list(output_dir.glob("events.out.tfevents.*"))
 
 
 def test_checkpoint_loads_with_weights_only_and_holds_plain_hparams(default_run) -> None:
@@ -237,7 +238,7 @@ def test_exported_onnx_reproduces_the_best_checkpoint(default_run) -> None:
 
 
 def tensorboard_events(output_dir: Path) -> EventAccumulator:
-    events = EventAccumulator(str(output_dir / "tensorboard"))
+    events = EventAccumulator(str(output_dir))
     events.Reload()
     return events
 
@@ -286,8 +287,10 @@ def test_tensorboard_hparams_carry_the_config_and_real_final_metrics(default_run
     session = HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     hparams = session.session_start_info.hparams
     assert hparams["optimizer.lr"].number_value == pytest.approx(0.4)
-    assert hparams["optimizer._target_"].string_value == "torch.optim.SGD"
-    assert hparams["data.n_samples"].number_value == 8000
+    # The groups' choices by name, not the classes they name; whole numbers as typed.
+    assert hparams["optimizer"].string_value == "sgd" and "optimizer._target_" not in hparams
+    assert hparams["model"].string_value == "linear"
+    assert hparams["data.n_samples"].string_value == "8000"
     # The run's own folder differs in every run for no reason: not a hyper-parameter.
     assert "trainer.default_root_dir" not in hparams and "trainer.plugins" not in hparams
     (final_val_loss,) = events.Scalars("hp/objective")
@@ -307,7 +310,7 @@ def test_csv_logger_writes_metrics_csv_and_no_event_files(tmp_path: Path) -> Non
     run(tmp_path, "logger=csv", "export.enabled=false")
     header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train/loss", "val/loss", "test/mse"} <= set(header)
-    assert not (tmp_path / "tensorboard").exists()
+    assert not list(tmp_path.glob("events.out.tfevents.*"))
     assert not (tmp_path / "model.onnx").exists()
 
 
@@ -351,7 +354,7 @@ def test_streamed_gpu_run_scores_the_rows_it_trained_and_validated_on(tmp_path: 
 def test_bf16_mixed_on_a_gpu_logs_the_float32_training_loss(tmp_path: Path) -> None:
     _, summary = run(tmp_path, "trainer=gpu", "trainer.precision=bf16-mixed")
     assert summary["metrics"]["test/mse"] <= 1.05 * summary["metrics"]["reference/test_mse"]
-    scalars = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    scalars = EventAccumulator(str(tmp_path)).Reload()
     last_epoch_loss = scalars.Scalars("train/epoch_loss")[-1].value
     assert last_epoch_loss == pytest.approx(summary["metrics"]["test/mse"], rel=0.1)
 
@@ -378,7 +381,7 @@ def test_other_precisions_train_export_and_draw_their_figures(
     metrics = summary["metrics"]
     assert metrics["test/mse"] <= tolerance * metrics["reference/test_mse"]
     assert metrics["export/max_abs_diff"] <= 1e-5
-    tags = EventAccumulator(str(tmp_path / "tensorboard")).Reload().Tags()
+    tags = EventAccumulator(str(tmp_path)).Reload().Tags()
     assert "figures/test/residuals" in tags["images"]
 
 

@@ -89,7 +89,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(
     assert "ckpt_path: null" in (run_dir / ".hydra" / "config.yaml").read_text()
 
     # TensorBoard's curves continue: one val/loss point per epoch, steps only ever increasing.
-    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events = EventAccumulator(str(run_dir))
     events.Reload()
     steps = [event.step for event in events.Scalars("val/loss")]
     assert len(steps) == 4

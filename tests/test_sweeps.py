@@ -25,9 +25,10 @@ def sweep(sweep_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def job_names(sweep_dir: Path) -> list[str]:
-    """The job folders, in job order."""
-    folders = [p.name for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()]
-    return sorted(folders, key=lambda name: int(name.split("-", 1)[0]))
+    """The job folders, in job order (Hydra's job number, which a grid's folder names leave out)."""
+    folders = [p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()]
+    number = {p.name: OmegaConf.load(p / ".hydra" / "hydra.yaml").hydra.job.num for p in folders}
+    return sorted(number, key=number.get)
 
 
 def report_rows(sweep_dir: Path) -> list[dict[str, str]]:
@@ -40,9 +41,9 @@ def test_grid_runs_every_combination_in_its_own_folder_and_reports_them(tmp_path
     result = sweep(tmp_path, "optimizer=sgd,adam", "optimizer.lr=0.01,0.1")
     assert result.returncode == 0, result.stderr
     jobs = job_names(tmp_path)
-    # Named by what the sweep varies (TensorBoard's run names), not by the shared settings.
-    assert jobs == ["0-optimizer=sgd,lr=0.01", "1-optimizer=sgd,lr=0.1",
-                    "2-optimizer=adam,lr=0.01", "3-optimizer=adam,lr=0.1"]  # fmt: skip
+    # Named by what the sweep varies (TensorBoard's run names), not by the shared settings; a
+    # group's choice by its name.
+    assert jobs == ["sgd,lr=0.01", "sgd,lr=0.1", "adam,lr=0.01", "adam,lr=0.1"]
     for job in jobs:
         summary = json.loads((tmp_path / job / "metrics.json").read_text())
         assert summary["status"] == "completed"
@@ -107,7 +108,7 @@ def test_optuna_search_runs_n_trials_and_resumes_from_storage_without_repeating(
     assert resumed.returncode == 0, resumed.stderr
     jobs = job_names(tmp_path)
     assert [name.split("-")[0] for name in jobs] == ["0", "1", "2", "3", "4"]
-    assert all(name.split("-", 1)[1].startswith("optimizer=") for name in jobs)
+    assert all(name.split("-", 1)[1].split(",")[0] in ("sgd", "adam", "adamw") for name in jobs)
     all_trials = searched(tmp_path)
     assert set(first_trials) < set(all_trials)
     assert len(set(all_trials)) == 5  # no settings tried twice
@@ -143,7 +144,7 @@ def test_a_trial_killed_mid_search_is_run_again_and_not_counted_as_done(tmp_path
     resumed = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3")
     assert resumed.returncode == 0, resumed.stderr
     assert "2 trials done, 1 to run" in resumed.stdout + resumed.stderr
-    assert job_names(tmp_path)[-1] == "3-optimizer=adam,lr=0.05,batch_size=64"  # its settings
+    assert job_names(tmp_path)[-1] == "3-adam,lr=0.05,batch_size=64"  # a trial: numbered
     again = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3")
     assert "3 trials done, 0 to run" in again.stdout + again.stderr
 
@@ -196,7 +197,7 @@ def test_a_sweep_folder_holding_another_sweep_or_a_finished_grid_is_refused(tmp_
 def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_cores_each(tmp_path: Path) -> None:
     result = sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2")
     assert result.returncode == 0, result.stderr
-    assert job_names(tmp_path) == ["0-seed=1", "1-seed=2"]
+    assert job_names(tmp_path) == ["seed=1", "seed=2"]
     for job in job_names(tmp_path):
         summary = json.loads((tmp_path / job / "metrics.json").read_text())
         assert summary["status"] == "completed"
@@ -207,7 +208,7 @@ def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_cores_each(tmp_path: P
 def test_a_diverging_job_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path: Path) -> None:
     result = sweep(tmp_path, "optimizer=sgd", "optimizer.lr=1000,0.05,0.1")
     assert result.returncode == 0, result.stderr
-    failed = json.loads((tmp_path / "0-lr=1000" / "metrics.json").read_text())
+    failed = json.loads((tmp_path / "lr=1000" / "metrics.json").read_text())
     assert failed["status"] == "failed"
     assert failed["reason"].startswith("training diverged at step")
     rows = report_rows(tmp_path)
@@ -270,7 +271,7 @@ def test_two_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Pat
 
 
 def test_a_job_folder_is_named_by_the_values_the_sweep_varies(tmp_path: Path) -> None:
-    from linreg.config.resolvers import sweep_job_dir
+    from linreg.config.resolvers import GRID_SWEEPER, sweep_job_dir
 
     OmegaConf.save(
         {"hydra": {"overrides": {"task": ["optimizer=sgd,adam", "optimizer.lr=0.1,0.01",
@@ -281,18 +282,32 @@ def test_a_job_folder_is_named_by_the_values_the_sweep_varies(tmp_path: Path) ->
     )  # fmt: skip
     job = ["optimizer=adam", "optimizer.lr=0.01", "scheduler.lr=2", "data.path=a/b c.csv",
            "trainer.max_epochs=5", "seed=2"]  # fmt: skip
-    # Shared settings (max_epochs, path) are left out; a last part two keys share stays whole.
-    assert sweep_job_dir(7, job, None, str(tmp_path)) == (
-        "7-optimizer=adam,optimizer.lr=0.01,scheduler.lr=2,seed=2"
+    # Shared settings (max_epochs, path) are left out; a last part two keys share stays whole; a
+    # group's choice reads as its name; a grid's jobs need no number.
+    choices = {"optimizer": "adam", "data": "table"}
+    assert sweep_job_dir(7, job, None, str(tmp_path), GRID_SWEEPER, choices) == (
+        "adam,optimizer.lr=0.01,scheduler.lr=2,seed=2"
     )
-    # Optuna's search space is its sweeper's params; searched numbers in four digits.
+    # Optuna's search space is its sweeper's params; searched numbers in four digits; a trial
+    # (which may draw the values of another) keeps its number.
+    optuna = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
     searched = ["optimizer=adamw", "optimizer.lr=0.0024348773534554596", "data.batch_size=256"]
-    params = {"optimizer": {}, "optimizer.lr": {}, "data.batch_size": {}}
-    assert sweep_job_dir(0, searched, params, str(tmp_path / "none")) == (
-        "0-optimizer=adamw,lr=0.002435,batch_size=256"
+    params = {"optimizer": "choice(sgd, adamw)", "optimizer.lr": "interval(0.001, 0.1)",
+              "data.batch_size": "choice(64, 256)"}  # fmt: skip
+    assert sweep_job_dir(0, searched, params, str(tmp_path / "none"), optuna, choices) == (
+        "0-adamw,lr=0.002435,batch_size=256"
     )
+    # A grid whose values would read alike keeps the numbers: a value given twice, or two long
+    # numbers equal to four digits.
+    for values, name in (("1,1", "1-lr=1"), ("0.0024348773534554596,0.00243487", "1-lr=0.002435")):
+        OmegaConf.save({"hydra": {"overrides": {"task": [f"optimizer.lr={values}"]}}},
+                       tmp_path / "multirun.yaml")  # fmt: skip
+        lr = values.split(",")[0]
+        assert sweep_job_dir(1, [f"optimizer.lr={lr}"], None, str(tmp_path)) == name
     # A swept path becomes one folder name; a multirun of one job keeps its number.
-    assert sweep_job_dir(1, ["data.path=x/y z.csv"], {"data.path": {}}, "") == "1-path=x_y_z.csv"
+    assert sweep_job_dir(1, ["data.path=x/y z.csv"], {"data.path": "a.csv,x/y z.csv"}, "") == (
+        "path=x_y_z.csv"
+    )
     assert sweep_job_dir(3, ["seed=1"], None, str(tmp_path / "none")) == "3"
 
 
@@ -340,7 +355,8 @@ def test_the_report_figure_shows_the_winner_by_how_much_and_how_it_got_there(
     assert behind == pytest.approx(100 * (finished[1]["objective"] / best - 1), rel=0.05)
     assert "failed" in notes
     labels = [label.get_text() for label in ranking.get_yticklabels()]
-    assert labels[0] == finished[0]["job"].split("-", 1)[1].replace(",", "\n")
+    settings = dict(item.split("=", 1) for item in finished[0]["overrides"].split())
+    assert labels[0] == f"optimizer={settings['optimizer']}\nlr={settings['optimizer.lr']}"
     # One colour per optimizer in every panel.
     bars = ranking.patches  # the finished jobs; the failed ones are labels with their status
     bar_colour = {
@@ -357,6 +373,12 @@ def test_the_report_figure_shows_the_winner_by_how_much_and_how_it_got_there(
         by_optimizer.setdefault(label.split("\n")[0], set()).add(colour)
     assert all(len(colours) == 1 for colours in by_optimizer.values())
     assert len(set.union(*by_optimizer.values())) == 2
+    # One legend, under the panels: the curves' jobs.
+    assert [axes.get_legend() for axes in (ranking, by_setting, curves)] == [None, None, None]
+    (legend,) = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == [
+        line.get_label() for line in curves.lines
+    ]
     # Epochs on the x axis, plain numbers on every axis.
     assert curves.get_xlabel() == "epoch"
     assert list(curves.lines[0].get_xdata()) == [1, 2]

@@ -197,23 +197,25 @@ def _naming_unnamed_writes(run: Callable[[], float], output_dir: Path) -> float:
 def _mark_failed_in_tensorboard(output_dir: Path, reason: str) -> None:
     """A failed run shows in TensorBoard as a run with a graph and nothing else, easily taken for
     a missing one: a text summary (`run/status`) says what happened."""
-    events = output_dir / "tensorboard"
-    if not events.is_dir():
+    if not any(output_dir.glob(f"{EVENTS}*")):
         return
     from torch.utils.tensorboard import SummaryWriter
 
-    with contextlib.closing(SummaryWriter(log_dir=str(events))) as writer:
+    with contextlib.closing(SummaryWriter(log_dir=str(output_dir))) as writer:
         writer.add_text("run/status", f"failed: {reason}")
 
 
-SKELETON = {".hydra", ".lock", "config_tree.txt", "tensorboard", "csv"}
+SKELETON = {".hydra", ".lock", "config_tree.txt", "hparams.yaml", "csv"}
+EVENTS = "events.out.tfevents."  # TensorBoard's event files, in the run folder itself
 
 
 def _is_skeleton(output_dir: Path) -> bool:
     """Only what Hydra and the set-up write before any training: config, log, empty loggers.
     All of it is this run's own: its folder was new or empty when it took the folder's lock."""
     names = {path.name for path in output_dir.iterdir()} if output_dir.is_dir() else set()
-    return all(name in SKELETON or name.endswith(".log") for name in names)
+    return all(
+        name in SKELETON or name.endswith(".log") or name.startswith(EVENTS) for name in names
+    )
 
 
 def _reason(err: BaseException, error: LinregError | None) -> str:

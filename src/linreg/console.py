@@ -221,9 +221,10 @@ def show_summary(summary: dict[str, Any], output_dir: Path, with_tensorboard: bo
     for name, path in summary["paths"].items():
         if path:
             console.print(f"{name:<16} {output_dir / path}", highlight=False, soft_wrap=True)
-    if with_tensorboard:
+    if with_tensorboard:  # the Custom Scalars tab first: Time Series opens on the figures
         console.print(
-            f"inspect with     {tensorboard_command()} --logdir {output_dir}",
+            f"inspect with     {tensorboard_command()} --logdir {output_dir}\n"
+            f"the run's story  {STORY_URL} (loss against least squares, lr, validation)",
             highlight=False, soft_wrap=True,
         )  # fmt: skip
 
@@ -256,6 +257,11 @@ def job_line(summary: dict[str, Any], output_dir: Path) -> str:
         f"{summary['metrics']['test/mse']:.5g} ({gap:+.2f} % vs least squares)  "
         f"{summary['epochs']} epochs  {summary['wall_time_s']:.1f} s"
     )
+
+
+# TensorBoard's address (its default port) opened on the Custom Scalars tab, where
+# `linreg.diagnostics.tensorboard.STORY_LAYOUT` tells a run's story in order.
+STORY_URL = "http://localhost:6006/#custom_scalars"
 
 
 def tensorboard_command() -> str:

@@ -1,9 +1,9 @@
 """How a sweep job is named (its folder, TensorBoard's run name, the report's labels): by the
-values of the settings the sweep varies, `optimizer=adam,lr=0.01`."""
+values of the settings the sweep varies, `adam,lr=0.01`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 
 def split_override(override: str) -> tuple[str, str]:
@@ -30,7 +30,13 @@ def compact(value: str) -> str:
     return f"{number:.4g}" if len(value) > 8 else value
 
 
-def settings_label(settings: Sequence[tuple[str, str]], separator: str = ",") -> str:
-    """`optimizer=adam,lr=0.01` for [("optimizer", "adam"), ("optimizer.lr", "0.01")]."""
+def settings_label(
+    settings: Sequence[tuple[str, str]], separator: str = ",", groups: Collection[str] = ()
+) -> str:
+    """`optimizer=adam,lr=0.01` for [("optimizer", "adam"), ("optimizer.lr", "0.01")];
+    `adam,lr=0.01` where `optimizer` is one of the config `groups` (a choice reads as its name)."""
     short = short_keys(key for key, _ in settings)
-    return separator.join(f"{short[key]}={compact(value)}" for key, value in settings)
+    return separator.join(
+        compact(value) if key in groups else f"{short[key]}={compact(value)}"
+        for key, value in settings
+    )

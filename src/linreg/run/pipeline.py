@@ -104,7 +104,7 @@ def train(
                 network, built.datamodule, model_path, cfg.export
             )
     clock.lap("export")
-    return record(cfg, built, tested, scored, model_path, clock, overrides)
+    return record(cfg, built, tested, scored, model_path, clock, overrides, choices or {})
 
 
 def prepare(cfg: DictConfig, overrides: Sequence[str], choices: Mapping[str, Any]) -> DictConfig:
@@ -292,13 +292,15 @@ def record(
     model_path: Path | None,
     clock: StageClock,
     overrides: Sequence[str],
+    choices: Mapping[str, Any],
 ) -> float:
     """Hyper-parameters with final metrics for the loggers, metrics.json, the console summary."""
     trainer = built.trainer
     metrics = scored.metrics
     output_dir = Path(cfg.paths.output_dir)
     last_path = output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
-    log_hparams(trainer.loggers, cfg, metrics, trainer.global_step)
+    params = flatten_hparams(cfg, choices, overrides)
+    log_hparams(trainer.loggers, params, cfg.objective, metrics, trainer.global_step)
     if scored.coefficients:
         log_coefficients(trainer.loggers, scored.coefficients, built.module.net,
                          trainer.global_step)  # fmt: skip
@@ -356,15 +358,18 @@ def interrupted(
 
 
 def log_hparams(
-    loggers: Sequence[Logger], cfg: DictConfig, metrics: dict[str, float], step: int
+    loggers: Sequence[Logger],
+    params: dict[str, Any],
+    objective: str,
+    metrics: dict[str, float],
+    step: int,
 ) -> None:
     """Hyper-parameters with the metrics that rank runs, so TensorBoard's HParams tab can compare
     them, in the sweep report's order (its columns sorted by name): `hp/objective` (the best
     checkpoint's `objective`, what the report ranks by), `hp/test/mse` and `hp/test_gap` (its
     excess over least squares); every other metric is already a scalar of the run."""
-    params = flatten_hparams(cfg)
     final = {
-        "hp/objective": metrics[cfg.objective],
+        "hp/objective": metrics[objective],
         "hp/test/mse": metrics["test/mse"],
         "hp/test_gap": metrics["reference/test_gap"],
     }

@@ -166,18 +166,18 @@ def _by_setting(axes: Axes, jobs: Sequence[Job], varied: Sequence[str], objectiv
         if not numeric and not line_key:  # categories have no order to draw a line along
             axes.scatter(xs, ys, color=[job.colour for job in members], zorder=3)
             continue
-        axes.plot(xs, ys, color=members[0].colour if line_key else "0.5",
-                  linestyle=LINE_STYLES[index % len(LINE_STYLES)],
-                  label=f"{short[line_key]}={value}" if line_key else None)  # fmt: skip
+        colour = members[0].colour if line_key else "0.5"
+        axes.plot(xs, ys, color=colour, linestyle=LINE_STYLES[index % len(LINE_STYLES)])
         axes.scatter(xs, ys, color=[job.colour for job in members], zorder=3)
+        if line_key:  # named at its end, not in a legend of its own
+            axes.annotate(f" {short[line_key]}={value}", (xs[-1], ys[-1]), color=colour,
+                          fontsize="small", va="center")  # fmt: skip
     if numeric:
         _scale(axes, "x", [x_of(job) for job in finished])
     else:
         axes.set_xticks(range(len(categories)), categories)
     _scale(axes, "y", [job.objective for job in finished])
     axes.set(xlabel=x_key, ylabel=with_unit(objective), title=f"{objective} by {short[x_key]}")
-    if line_key:
-        axes.legend(fontsize="small")
 
 
 def _by_trial(axes: Axes, jobs: Sequence[Job], objective: str) -> None:
@@ -188,8 +188,8 @@ def _by_trial(axes: Axes, jobs: Sequence[Job], objective: str) -> None:
     running = [min(values[: i + 1]) for i in range(len(values))]
     axes.step(trials, running, where="post", color="black", label="best so far")
     _scale(axes, "y", values)
+    axes.annotate(" best so far", (trials[-1], running[-1]), fontsize="small", va="top")
     axes.set(xlabel="trial", ylabel=with_unit(objective), title=f"{objective} by trial")
-    axes.legend(fontsize="small")
 
 
 def _by_value(axes: Axes, jobs: Sequence[Job], key: str, objective: str) -> None:
@@ -226,8 +226,9 @@ def _curves(axes: Axes, jobs: Sequence[Job]) -> None:
     else:
         _scale(axes, "y", values)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if max(len(job.curve[0]) for job in jobs) == 1:  # one epoch: one tick, not fractions of it
+        axes.set_xticks([1])
     axes.set(xlabel="epoch", ylabel=with_unit("val/loss"), title=title)
-    axes.legend(fontsize="small")
 
 
 def validation_curve(job_dir: Path) -> tuple[list[int], list[float]]:
@@ -235,10 +236,9 @@ def validation_curve(job_dir: Path) -> tuple[list[int], list[float]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logging.getLogger("tensorboard").setLevel(logging.WARNING)  # per-file progress notes
-    events_dir = job_dir / "tensorboard"
-    if not events_dir.is_dir():
+    if not job_dir.is_dir():
         return [], []
-    events = EventAccumulator(str(events_dir), size_guidance={"scalars": 0})
+    events = EventAccumulator(str(job_dir), size_guidance={"scalars": 0})
     events.Reload()
     if "val/loss" not in events.Tags()["scalars"]:
         return [], []
@@ -275,13 +275,19 @@ def report_figure(sweep_dir: Path, rows: Sequence[dict[str, Any]], objective: st
             _by_value(panels.pop(0), jobs, key, objective)
     elif grid:
         _by_setting(panels.pop(0), jobs, varied, objective)
+    # One legend, under the panels: the curves' (a job's colour, line and marker), or else the
+    # colours of the first varied choice. The ranking names every job beside its bar.
     if best:
-        _curves(panels.pop(0), best)
-    if legend:  # the colours of every panel
+        curves = panels.pop(0)
+        _curves(curves, best)
+        handles, labels = curves.get_legend_handles_labels()
+    else:
         from matplotlib.patches import Patch
 
         handles = [Patch(color=colour, label=name) for name, colour in legend.items()]
-        figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6))
+        labels = list(legend)
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), 4))
     figure.suptitle(f"sweep {sweep_dir.name}: {len(jobs)} jobs on {_data_of(sweep_dir, jobs)}")
     return figure
 
