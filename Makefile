@@ -58,11 +58,14 @@ lock: ## re-resolve requirements/lock*.txt from pyproject.toml's ranges (then co
 train: setup ## train with the defaults (python train.py $(ARGS))
 	$(PY) train.py $(ARGS)
 
+# The tests run in parallel (pytest-xdist), a process per core and at most 4: most of them start
+# training runs of their own, each a Python process that imports Lightning. ARGS="-n 0": one process.
+WORKERS := -n auto --maxprocesses 4
 test: setup ## the default test suite (not the slow tests)
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest $(WORKERS) $(ARGS)
 
 test-all: setup ## every test, the slow ones too (GPU tests skip without CUDA)
-	$(PY) -m pytest -m '' $(ARGS)
+	$(PY) -m pytest $(WORKERS) -m '' $(ARGS)
 
 # The newest versions pyproject.toml's ranges allow, in an environment of their own, with the same
 # PyTorch build as the lock (TORCH_SPEC chooses another): what a user who installs linreg into their
@@ -76,7 +79,7 @@ test-latest: ## the default suite against the newest versions the ranges allow (
 	$(LATEST)/bin/uv pip install --quiet --python $(LATEST)/bin/python --upgrade \
 		-c $(LATEST)/torch.txt -e '.[dev,sweep,cluster]'
 	$(LATEST)/bin/uv pip list --python $(LATEST)/bin/python
-	$(LATEST)/bin/python -m pytest $(ARGS)
+	$(LATEST)/bin/python -m pytest $(WORKERS) $(ARGS)
 
 gpu-check: setup ## on a CUDA machine: GPU tests, runs and benchmark in one report
 	PYTHON=$(PY) scripts/gpu_check.sh $(ARGS)

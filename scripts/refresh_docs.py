@@ -19,6 +19,7 @@ compares everything but times, dates and this machine's memory (tests/test_docs.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import shutil
@@ -136,15 +137,35 @@ def refresh(
 
 
 def suite_block(_: str) -> str:
+    return suite_quote()
+
+
+@functools.cache  # one run of the suite for every document that quotes it
+def suite_quote() -> str:
+    """The last line of `make test` (in parallel: pytest-xdist leaves the deselected count out of
+    it), the slow tests it deselects, and how long it took."""
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        ["make", "--no-print-directory", "test", "ARGS=-q -p no:cacheprovider"],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     minutes = (time.perf_counter() - started) / 60
     last = result.stdout.strip().splitlines()[-1].strip("= ")
-    last = re.sub(r" in [\d.]+s.*", "", last)
-    return f"`{last}` in {minutes:.0f} minutes on {os.cpu_count()} cores\n"
+    last = re.sub(r"(, \d+ warnings?)? in [\d.]+s.*", "", last)
+    return f"`{last}` ({collected()[2]} slow tests deselected) in {minutes:.0f} minutes on " \
+           f"{os.cpu_count()} cores\n"  # fmt: skip
+
+
+def collected() -> tuple[int, int, int]:
+    """The default suite's tests, all tests, and the slow ones it deselects, as pytest collects."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    last = result.stdout.strip().splitlines()[-1]
+    found = re.search(r"(\d+)/(\d+) tests collected \((\d+) deselected", last)
+    selected, total, deselected = map(int, found.groups())
+    return selected, total, deselected
 
 
 def sweep_report() -> None:
