@@ -50,7 +50,7 @@ def corrections() -> list[tuple[int, str, list[int]]]:
 def test_docs_index_lists_every_lesson_in_order() -> None:
     index = (ROOT / "docs" / "README.md").read_text()
     names = sorted(path.name for path in LESSONS.glob("lesson_*.py"))
-    assert len(names) == 9
+    assert len(names) == 10
     positions = [index.index(f"(tutorial/{name})") for name in names]
     assert positions == sorted(positions)
 
@@ -85,10 +85,26 @@ def test_the_chinese_companion_maps_every_chapter_and_every_correction() -> None
     for chapter in (name.replace("_", " ") for name in chapters):
         assert f"| {chapter} | 第 " in companion, chapter
     numbered = re.findall(r"^\| (\d+) \| ", companion, flags=re.MULTILINE)
-    assert [int(n) for n in numbered] == list(range(1, 10)) + list(range(1, 16))
+    assert [int(n) for n in numbered] == list(range(10)) + list(range(1, 16))
     for name in sorted(path.name for path in LESSONS.glob("lesson_*.py")):
         assert f"(../tutorial/{name})" in companion
     assert "docs/zh/README.md" in (ROOT / "README.md").read_text()
+
+
+def test_lesson_0_builds_trains_tests_saves_and_loads_a_linear_regression() -> None:
+    facts, out = ran("lesson_00_quickstart")
+    torch.testing.assert_close(facts["weight"], torch.tensor([[2.0, -3.0, 0.5]]), atol=0.01, rtol=0)
+    assert facts["bias"] == pytest.approx(1.0, abs=0.01)
+    # Within 1 % of least squares on the held-out rows, both near the noise (0.1² = 0.01).
+    assert facts["test_mse"] == pytest.approx(facts["least_squares_mse"], rel=0.01)
+    assert facts["least_squares_mse"] == pytest.approx(0.01, rel=0.15)
+    assert facts["same_after_loading"]
+    # What it prints is what it computed.
+    learned = ", ".join(f"{w:.3f}" for w in facts["weight"][0].tolist())
+    assert f"learned weight [{learned}], bias {facts['bias']:.3f}" in out
+    mse, exact = facts["test_mse"], facts["least_squares_mse"]
+    assert f"test MSE {mse:.5f}, least squares' {exact:.5f}" in out
+    assert "the same predictions: True" in out
 
 
 def test_lesson_1_tensors() -> None:
@@ -173,10 +189,11 @@ def test_lesson_5_every_optimizer_reaches_the_noise_floor() -> None:
     assert out.count("epoch losses") == 4  # the diverging run and the three optimizers
 
 
-def test_lesson_5_needs_neither_lightning_nor_the_project() -> None:
+@pytest.mark.parametrize("lesson", ["lesson_00_quickstart", "lesson_05_optim"])
+def test_the_plain_pytorch_lessons_need_neither_lightning_nor_the_project(lesson: str) -> None:
     code = (
         f"import runpy, sys; sys.path.insert(0, {str(LESSONS)!r}); "
-        f"runpy.run_path({str(LESSONS / 'lesson_05_optim.py')!r}, run_name='__main__'); "
+        f"runpy.run_path({str(LESSONS / f'{lesson}.py')!r}, run_name='__main__'); "
         "print(sorted(m for m in ('lightning', 'linreg') if m in sys.modules))"
     )
     result = subprocess.run(
@@ -216,6 +233,8 @@ def test_lesson_7_lightning_matches_the_closed_form_fit() -> None:
 
 def test_lesson_8_save_load_export() -> None:
     facts, out = ran("lesson_08_save_load_export")
+    assert facts["plain_state_dict_keys"] == ["bias", "weight"] and facts["plain_roundtrip"]
+    assert f"the project's network saves {len(facts['state_dict_keys'])}: " in out
     assert facts["state_dict_keys"] == [
         "decorrelate.rotation",
         "linear.bias",

@@ -42,13 +42,25 @@ def run(workdir: Path) -> dict[str, Any]:
         expected = module(features)
 
     print("== 1. state_dict: the model's parameters and buffers ==")
+    plain = torch.nn.Linear(4, 1)  # any nn.Module saves and loads the same way
+    torch.save(plain.state_dict(), workdir / "linear.pt")
+    reloaded = torch.nn.Linear(4, 1)  # a new module of the same shape, then its tensors
+    reloaded.load_state_dict(torch.load(workdir / "linear.pt", weights_only=True))
+    plain_keys = sorted(reloaded.state_dict())
+    plain_roundtrip = torch.equal(reloaded(features), plain(features))
+    print(
+        f"a plain nn.Linear saves {plain_keys}; loaded into a new nn.Linear(4, 1), it predicts "
+        f"identically: {plain_roundtrip}"
+    )
     weights_path = workdir / "regressor.pt"
     torch.save(module.net.state_dict(), weights_path)
     fresh = LinearRegressor(4, 1)
     fresh.load_state_dict(torch.load(weights_path, weights_only=True))
     keys = sorted(fresh.state_dict())
     roundtrip = torch.equal(fresh(features).detach(), expected)
-    print(f"saved {keys}: the weight and bias, and the standardisation's mean and std (buffers)")
+    print(f"the project's network saves {len(keys)}: {keys}: the linear layer's weight and bias,")
+    print("  and buffers: the features' mean and std, their decorrelating rotation, the targets'")
+    print("  mean and std (fitted on the training rows, not trained: they travel with the weights)")
     print(f"the reloaded model predicts identically: {roundtrip}")
     print("torch.load reads with weights_only=True by default since torch 2.6 (here written out):")
     print("  it rebuilds tensors and plain containers only, so a file cannot run code as it loads.")
@@ -98,6 +110,7 @@ def run(workdir: Path) -> dict[str, Any]:
 
     # What tests/test_tutorial.py checks.
     return {
+        "plain_state_dict_keys": plain_keys, "plain_roundtrip": plain_roundtrip,
         "state_dict_keys": keys, "state_dict_roundtrip": roundtrip,
         "checkpoint_epoch": checkpoint["epoch"],
         "checkpoint_hparams": checkpoint["hyper_parameters"],
