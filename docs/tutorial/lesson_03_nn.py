@@ -65,7 +65,8 @@ def main() -> dict[str, Any]:
     print(
         f"[correction 7] a perfect prediction (3, 1) against target (3,): MSELoss broadcasts to "
         f"(3, 3) and averages 9 pairs, {wrong:.4f} instead of {right:.4f} with target (3, 1) "
-        f"({len(caught)} warning, no error: a classic silent bug)"
+        f"({len(caught)} warning, no error: the run goes on, and in a log full of output the one"
+        f" warning is easily missed)"
     )
 
     print("\n== Training and evaluation mode ==")
@@ -75,7 +76,9 @@ def main() -> dict[str, Any]:
     in_training = dropout(ones).tolist()[0]
     dropout.eval()
     in_evaluation = dropout(ones).tolist()[0]
-    print(f"Dropout in train(): {in_training} (half zeroed, the rest doubled)")
+    zeroed = in_training.count(0.0)
+    print(f"Dropout in train(): {in_training} ({zeroed} of 8 zeroed: each entry independently,")
+    print("  with probability p = 0.5: half on average, not exactly; the rest doubled, 1/(1-p))")
     print(f"Dropout in eval():  {in_evaluation} (a no-op). model.eval() switches every submodule;")
     print("  it does not turn off gradients: that is torch.inference_mode() (lesson 2)")
 

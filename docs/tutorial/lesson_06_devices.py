@@ -27,10 +27,17 @@ def main() -> dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"device = {device}: 'cuda' when torch.cuda.is_available(), else 'cpu'")
     none_error = error_of(lambda: torch.device(None))
+    cuda = torch.device("cuda")  # a name, made on any machine: nothing is checked yet
+    cuda_error = None if torch.cuda.is_available() else error_of(lambda: torch.ones(1).to(cuda))
     print(
-        f"[correction 12] the source's `device = None if not use_gpu else 'cuda'` then "
-        f"torch.device(device) fails on a CPU machine: {none_error}"
+        "[correction 12] the source's `device = None if not use_gpu else 'cuda'`, then "
+        "torch.device(device):"
     )
+    print(
+        f"  with use_gpu = True (the source's own setting), torch.device('cuda') is made on any "
+        f"machine; without CUDA the failure comes at .to(device): {cuda_error or 'none here'}"
+    )
+    print(f"  with use_gpu = False, on any machine, torch.device(None) fails: {none_error}")
     print(
         "[correction 14] 'when no GPU is available, use GPU tensors' cannot be done: without a "
         "GPU, tensors stay on the CPU; choose the device as above and use it for model and data"
@@ -39,9 +46,12 @@ def main() -> dict[str, Any]:
     print("\n== Tensors stay where they were made ==")
     data = torch.ones(4, 3)
     model = nn.Linear(3, 1).to(device)  # Module.to moves the parameters, in place
+    elsewhere = nn.Linear(3, 1).to("meta")  # 'meta' stands for a GPU here, on any machine
+    mixed_error = error_of(lambda: elsewhere(data))
     print(
-        f"[correction 13] after model.to({device}), the data is still on {data.device}: CPU "
-        "tensors never move to a GPU by themselves, and mixing devices is an error"
+        f"[correction 13] after model.to('meta') the model is on {elsewhere.weight.device}, the "
+        f"data still on {data.device}: tensors never move by themselves, and mixing devices is an "
+        f"error: {mixed_error}"
     )
     moved = data.to(device)
     same_object = data.to("cpu") is data
@@ -58,10 +68,6 @@ def main() -> dict[str, Any]:
         f"only a default changes where NEW tensors go: torch.set_default_device('meta') makes "
         f"torch.ones(2) on {default_device} (also `with torch.device(...)`: {made_there})"
     )
-    mixed_error = None
-    if device.type == "cuda":
-        mixed_error = error_of(lambda: model(data))
-        print(f"a CUDA model on CPU data fails: {mixed_error}")
     print(f"model(moved) works: output on {model(moved).device}")
 
     print("\n== Move the data once, and without waiting ==")
@@ -104,6 +110,7 @@ def main() -> dict[str, Any]:
     # What tests/test_tutorial.py checks.
     return {
         "device": device.type, "none_error": none_error,
+        "cuda_error": cuda_error, "model_device_after_move": elsewhere.weight.device.type,
         "data_device_after_model_move": data.device.type, "moved_device": moved.device.type,
         "to_same_device_is_same_object": same_object, "default_device": default_device.type,
         "context_device": made_there.type, "mixed_device_error": mixed_error,
