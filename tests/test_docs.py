@@ -11,7 +11,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import lightning.pytorch
+import lightning.pytorch.core.optimizer
 import pytest
+import torch
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -59,6 +62,32 @@ def test_every_block_that_is_not_run_says_why_and_the_rest_are_shell_or_python()
     assert len((ROOT / "README.md").read_text().splitlines()) <= 200
 
 
+def commands(block: Block) -> set[str]:
+    """The block's lines without their comments: what runs."""
+    return {line.split("  #")[0].strip() for line in block.code.splitlines()} - {""}
+
+
+def test_the_chinese_pages_commands_are_the_english_pages_which_run() -> None:
+    english = [b for d in DOCUMENTS if "zh" not in d.parts for b in blocks(d)]
+    known = set().union(*(commands(b) for b in english))
+    chinese = [b for d in DOCUMENTS if "zh" in d.parts for b in blocks(d)]
+    # From set-up to predictions on one's own table, and the tools between.
+    shown = " ".join(line for block in chinese for line in commands(block))
+    for step in (
+        "make train",
+        "make test",
+        "data=table",
+        "eval.py",
+        "predict.py",
+        "-m ",
+        "tensorboard",
+    ):
+        assert step in shown, step
+    for block in chinese:
+        assert block.skipped_because.startswith("与英文页面中的命令相同"), block
+        assert commands(block) <= known, f"{block}: {commands(block) - known}"
+
+
 @pytest.mark.slow
 def test_every_shell_block_and_python_snippet_in_the_docs_runs_as_written(
     tmp_path: Path,
@@ -95,3 +124,51 @@ def test_the_quoted_size_of_the_default_suite_is_the_collected_one() -> None:
             counts = dict((word, int(n)) for n, word in re.findall(r"(\d+) (\w+)", quoted.group(2)))
             ran = counts["passed"] + counts.get("skipped", 0) + counts.get("failed", 0)
             assert (ran, counts["slow"]) == (selected, deselected), document
+
+
+# What the docs name must exist where they say: a file path (`src/linreg/batches.py`), a symbol in
+# a file ("`Standardize` in `src/linreg/models/network.py`", "`path` 中的 `Symbol`", "`path`
+# (`symbol`)") and a method of a class (`RegressionModule.configure_optimizers`).
+REPO_PATH = re.compile(r"`((?:src|conf|scripts|tests|docs|examples|requirements)/[\w./*-]*"
+                       r"|[\w-]+\.py)`")  # fmt: skip
+SYMBOL_IN_FILE = [
+    re.compile(r"`(?P<symbol>[A-Za-z_][\w.]*)` in `(?P<path>[\w/.-]+(?:\.py|/))`"),
+    re.compile(r"`(?P<path>[\w/.-]+(?:\.py|/))` ?中的 ?`(?P<symbol>[A-Za-z_][\w.]*)`"),
+    re.compile(r"`(?P<path>[\w/.-]+(?:\.py|/))` ?[\uff08(]`(?P<symbol>[A-Za-z_]\w*)`"),  # either (
+]
+METHOD = re.compile(r"`(?P<cls>[A-Z]\w+)\.(?P<method>[a-z_]\w*)`")
+LIBRARIES = [torch, lightning.pytorch, lightning.pytorch.core.optimizer]  # whose classes docs name
+
+
+def defines(source: str, symbol: str) -> bool:
+    """Whether Python source defines `symbol` (a name, or Class.method) at any level."""
+    *owner, name = symbol.split(".")
+    if owner and not re.search(rf"^\s*class {re.escape(owner[-1])}\b", source, re.M):
+        return False
+    return bool(re.search(rf"^\s*(?:class|def) {re.escape(name)}\b|^{re.escape(name)}\s*[:=]",
+                          source, re.M))  # fmt: skip
+
+
+def test_every_file_and_symbol_the_docs_name_exists_where_they_say() -> None:
+    sources = {path: path.read_text() for path in (ROOT / "src").rglob("*.py")}
+    missing = []
+    for document in DOCUMENTS:
+        text, where = document.read_text(), document.relative_to(ROOT)
+        for path in REPO_PATH.findall(text):
+            found = list(ROOT.glob(path)) if "*" in path else (ROOT / path).exists()
+            if not found and not (document.parent / path).exists():
+                missing.append(f"{where}: no file {path}")
+        for pattern in SYMBOL_IN_FILE:
+            for match in pattern.finditer(text):
+                named = ROOT / match["path"]  # a file, or a folder: a file in it
+                files = named.rglob("*.py") if named.is_dir() else [named] * named.exists()
+                if not any(defines(file.read_text(), match["symbol"]) for file in files):
+                    missing.append(f"{where}: no {match['symbol']} in {match['path']}")
+        for match in METHOD.finditer(text):
+            symbol = f"{match['cls']}.{match['method']}"
+            if not any(defines(source, symbol) for source in sources.values()) and not any(
+                hasattr(getattr(module, match["cls"], None), match["method"])
+                for module in LIBRARIES
+            ):
+                missing.append(f"{where}: no {symbol} in src/ or {[m.__name__ for m in LIBRARIES]}")
+    assert not missing, "\n".join(missing)

@@ -41,9 +41,9 @@ def corrections() -> list[tuple[int, str, list[int]]]:
     rows = []
     for line in (ROOT / "docs" / "corrections.md").read_text().splitlines():
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        if len(cells) == 4 and cells[0].isdigit():
-            lessons = [int(n) for n in re.findall(r"lesson (\d)", cells[3])]
-            rows.append((int(cells[0]), cells[1], lessons))
+        if len(cells) == 5 and cells[0].isdigit():
+            lessons = [int(n) for n in re.findall(r"lesson (\d)", cells[4])]
+            rows.append((int(cells[0]), cells[2], lessons))
     return rows
 
 
@@ -57,7 +57,7 @@ def test_docs_index_lists_every_lesson_in_order() -> None:
 
 def test_corrections_table_has_every_row_and_each_row_is_printed_where_it_says() -> None:
     rows = corrections()
-    assert [number for number, _, _ in rows] == list(range(1, 16))
+    assert [number for number, _, _ in rows] == list(range(1, 21))
     for number, claim, lessons in rows:
         assert lessons, f"row {number} names no lesson"
         printed = "".join(ran(lesson_named(n))[1] for n in lessons)
@@ -84,8 +84,19 @@ def test_the_chinese_companion_maps_every_chapter_and_every_correction() -> None
     ]
     for chapter in (name.replace("_", " ") for name in chapters):
         assert f"| {chapter} | 第 " in companion, chapter
-    numbered = re.findall(r"^\| (\d+) \| ", companion, flags=re.MULTILINE)
-    assert [int(n) for n in numbered] == list(range(10)) + list(range(1, 16))
+    lessons, *by_lesson = re.split(r"^### 第 (\d) 课", companion, flags=re.MULTILINE)
+    listed = re.findall(r"^\| (\d+) \| \[", lessons, flags=re.MULTILINE)
+    assert listed == [str(n) for n in range(10)]
+    # Each correction in Chinese, once, in the section of a lesson that shows it.
+    shown_in = {number: lessons_named for number, _, lessons_named in corrections()}
+    placed = {}
+    for lesson, section in zip(by_lesson[::2], by_lesson[1::2], strict=True):
+        for number in re.findall(r"^\| (\d+) \| ", section, flags=re.MULTILINE):
+            assert number not in placed, f"correction {number} twice"
+            placed[number] = int(lesson)
+    assert sorted(map(int, placed)) == sorted(shown_in)
+    for number, lesson in placed.items():
+        assert lesson in shown_in[int(number)], (number, lesson)
     for name in sorted(path.name for path in LESSONS.glob("lesson_*.py")):
         assert f"(../tutorial/{name})" in companion
     assert "docs/zh/README.md" in (ROOT / "README.md").read_text()
@@ -105,6 +116,7 @@ def test_lesson_0_builds_trains_tests_saves_and_loads_a_linear_regression() -> N
     mse, exact = facts["test_mse"], facts["least_squares_mse"]
     assert f"test MSE {mse:.5f}, least squares' {exact:.5f}" in out
     assert "the same predictions: True" in out
+    assert "[correction 20] the source's introduction promises this example" in out
 
 
 def test_lesson_1_tensors() -> None:
@@ -118,6 +130,10 @@ def test_lesson_1_tensors() -> None:
     assert facts["outer_shape"] == (2, 3)
     assert facts["elementwise_min"] == [[1.0, 1.0, 3.0], [1.0, 5.0, 0.0]]
     assert "0-d) tensors is the smaller value, 3.0, as the source says" in out
+    # [correction 16]: options by keyword only; the class takes no dtype.
+    assert facts["positional_error"] == "tensor() takes 1 positional argument but 2 were given"
+    assert facts["class_error"].startswith("new() received an invalid combination of arguments")
+    assert f"torch.float64) fails: {facts['positional_error']}" in out
     assert (facts["cat_rows"], facts["cat_cols"]) == ((4, 3), (2, 6))
     assert facts["mean"] == 3.5
     assert facts["sum_dim0"] == [5.0, 7.0, 9.0]
@@ -145,7 +161,10 @@ def test_lesson_2_autograd_gradient_is_4_5_everywhere() -> None:
     assert facts["inference_requires_grad"] is False
     assert facts["detached_requires_grad"] is False
     assert facts["detached_shares_storage"] is True
-    assert "x.grad = [[4.5, 4.5], [4.5, 4.5]]" in out
+    assert "x.grad = [[4.5, 4.5], [4.5, 4.5]]: 4.5 everywhere and shaped like x, 2x2" in out
+    # [correction 18]: the graph follows the loop as it ran: 3 -> 6 -> ... -> 192, 6 doublings.
+    assert (facts["doublings"], facts["loop_gradient"]) == (6, 64.0)
+    assert "6 doublings, d/dt = 64 = 2^6" in out
 
 
 def test_lesson_3_nn() -> None:
@@ -170,6 +189,10 @@ def test_lesson_3_nn() -> None:
     ]
     assert facts["copy_matches"] is True
     assert "21 parameters" in out
+    # [correction 8]: the loss has no parameters; the optimizer, built apart, holds the model's.
+    assert (facts["loss_parameters"], facts["optimized_tensors"]) == (0, 4)
+    assert facts["optimized_numbers"] == facts["mlp_parameters"]
+    assert "holds its 4 tensors, 21 numbers" in out and "MSELoss() has 0 parameters" in out
 
 
 def test_lesson_4_data_standardises_with_train_rows_and_measures_the_loader() -> None:
@@ -198,6 +221,8 @@ def test_lesson_5_every_optimizer_reaches_the_noise_floor() -> None:
     assert facts["mean_over_rows"] == pytest.approx(facts["final_loss"]["SGD"] * batches / 3200)
     assert f"{3200 / batches:g}x too small (3200 rows in {batches} batches)" in out
     assert out.count("epoch losses") == 4  # the diverging run and the three optimizers
+    # [correction 17] said; that the file defines every name it uses: it runs on its own (below).
+    assert "[correction 17] the source's optimizer snippet uses names it never defines" in out
 
 
 @pytest.mark.parametrize("lesson", ["lesson_00_quickstart", "lesson_05_optim"])
@@ -233,6 +258,11 @@ def test_lesson_6_devices() -> None:
     assert (facts["default_device"], facts["context_device"]) == ("meta", "meta")
     assert torch.ones(1).device.type == "cpu"  # the lesson put the default back
     assert facts["dlpack_numpy_shared"] is True
+    # The prose corrections (no value to compute), word for word.
+    assert "pip install cupy-cuda12x (or cupy-cuda11x, cupy-cuda13x), not cupy-cuda90" in out
+    assert "its array type is cupy.ndarray, not cupy.core.core.ndarray" in out  # [correction 10]
+    assert "without a GPU, tensors stay on the CPU" in out  # [correction 14]
+    assert "depends on the size of the arrays, on copies between host and GPU" in out  # 19
     assert facts["cupy_imported"] is False
     if torch.cuda.is_available():
         assert facts["moved_device"] == "cuda"

@@ -29,6 +29,18 @@ def main() -> dict[str, Any]:
     generator = torch.Generator().manual_seed(0)
     print(f"rand(2, generator seeded 0) = {torch.rand(2, generator=generator).tolist()}")
 
+    # The source presents torch.tensor(data, dtype, device, requires_grad, pin_memory) as the
+    # constructor of torch.Tensor, options by position. torch.tensor is a function whose options
+    # are keywords only; torch.Tensor is the class, whose constructor takes no dtype at all.
+    positional_error = error_of(lambda: torch.tensor([1.0, 2.0], torch.float64))
+    class_error = error_of(lambda: torch.Tensor([1.0, 2.0], dtype=torch.float64))
+    print(f"[correction 16] torch.tensor([1.0, 2.0], torch.float64) fails: {positional_error}")
+    print(
+        "[correction 16] torch.Tensor([1.0, 2.0], dtype=torch.float64) fails too, the class takes "
+        f"no dtype ({class_error.removesuffix(':')}); write torch.tensor(data, dtype=..., "
+        "device=...)"
+    )
+
     # The source tutorial passes pin_memory=True when creating a tensor, as if it were a harmless
     # speed-up. Page-locked ("pinned") host memory exists for one purpose: copies to a GPU that
     # can overlap with computation (`.to("cuda", non_blocking=True)`, lesson 6).
@@ -102,6 +114,7 @@ def main() -> dict[str, Any]:
 
     # What tests/test_tutorial.py checks.
     return {
+        "positional_error": positional_error, "class_error": class_error,
         "pinned_error": pinned_error, "elementwise_square": square,
         "elementwise_min": elementwise_min, "dot": dot, "dot_2d_error": dot_2d_error,
         "matmul_error": matmul_error, "matmul_shape": matmul_shape, "with_row": with_row,

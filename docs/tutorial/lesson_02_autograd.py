@@ -41,11 +41,31 @@ def main() -> dict[str, Any]:
     print(
         "out = (1/4) * sum_i 3 * (x_i + 2)^2, so d out / d x_i = (3/2) * (x_i + 2) = 4.5 at x = 1"
     )
-    print(f"[correction 6] x.grad = {gradient} (not [12, 12]: that is no derivative of out)")
+    print(
+        f"[correction 6] x.grad = {gradient}: 4.5 everywhere and shaped like x, 2x2 (not "
+        "[12., 12.], whose shape is wrong as well as its values)"
+    )
     z_grad = torch.autograd.grad((3 * (x + 2) ** 2).sum(), x)[0][0, 0].item()  # a fresh graph
     print(
         f"[correction 6] dz/dx = 6 (x + 2) = {z_grad} at x = 1; the source's 6 (2x + 1) is another"
         " function that happens to agree at x = 1 only: at x = 2 they give 24 and 30"
+    )
+
+    print("\n== The graph is recorded as the code runs ==")
+    # The source says other frameworks make you write backpropagation by hand and PyTorch is
+    # "more efficient". TensorFlow, JAX and others differentiate automatically too; PyTorch
+    # records the graph while ordinary Python runs, so loops and ifs that depend on the values
+    # are differentiated as they ran this time.
+    t = torch.tensor(3.0, requires_grad=True)
+    doubled, doublings = t, 0
+    while doubled < 100:  # how many doublings depends on t's value
+        doubled, doublings = doubled * 2, doublings + 1
+    doubled.backward()
+    print(
+        f"[correction 18] t = 3 doubled while below 100: {doublings} doublings, d/dt = "
+        f"{t.grad.item():g} = 2^{doublings}. Automatic differentiation is not PyTorch's alone "
+        "(TensorFlow, JAX have it) and not a matter of efficiency: PyTorch's form of it records "
+        "the graph as the code runs, so a loop like this one is differentiated as it ran"
     )
 
     print("\n== Gradients accumulate until you clear them ==")
@@ -86,6 +106,7 @@ def main() -> dict[str, Any]:
         "inference_requires_grad": inference_requires_grad,
         "detached_requires_grad": detached.requires_grad,
         "detached_shares_storage": detached.data_ptr() == x.data_ptr(),
+        "doublings": doublings, "loop_gradient": t.grad.item(),
     }  # fmt: skip
 
 

@@ -52,10 +52,16 @@ def main() -> dict[str, Any]:
 
     print("\n== The loss, and the shape of the target ==")
     criterion = nn.MSELoss()
+    optimizer = torch.optim.SGD(mlp.parameters(), lr=0.1)  # the line the source leaves out
+    optimized = [p for group in optimizer.param_groups for p in group["params"]]
     print(
-        "[correction 8] `criterion = nn.MSELoss()` defines the loss only; the optimizer is a line"
+        f"[correction 8] `criterion = nn.MSELoss()` defines the loss only ({criterion} has "
+        f"{len(list(criterion.parameters()))} parameters); the optimizer is a line of its own,"
     )
-    print("  of its own, built on the model's parameters: torch.optim.SGD(model.parameters(), lr)")
+    print(
+        f"  built on the model's parameters: torch.optim.SGD(mlp.parameters(), lr=0.1) holds its "
+        f"{len(optimized)} tensors, {sum(p.numel() for p in optimized)} numbers"
+    )
     prediction = torch.tensor([[1.0], [2.0], [3.0]])  # (3, 1), one column per target: perfect
     target = torch.tensor([1.0, 2.0, 3.0])  # the source never defines `target` (a NameError)
     with warnings.catch_warnings(record=True) as caught:
@@ -96,7 +102,8 @@ def main() -> dict[str, Any]:
         "mlp_output_shape": output_shape, "mlp_parameters": n_parameters,
         "broadcast_mse": wrong, "right_mse": right, "mse_warnings": len(caught),
         "dropout_train": in_training, "dropout_eval": in_evaluation, "state_dict_keys": keys,
-        "copy_matches": copy_matches,
+        "copy_matches": copy_matches, "loss_parameters": len(list(criterion.parameters())),
+        "optimized_tensors": len(optimized), "optimized_numbers": sum(p.numel() for p in optimized),
     }  # fmt: skip
 
 

@@ -104,6 +104,11 @@ def main() -> dict[str, Any]:
         f"least squares on these rows (the closed form): training MSE {exact_train:.4f}, test "
         f"MSE {exact_test:.4f}; the noise floor {NOISE_STD**2} is their limit as rows grow"
     )
+    print(
+        "[correction 17] the source's optimizer snippet uses names it never defines (the model, "
+        "its data, the loss), so, run as written, it stops at the first with a NameError; "
+        "train_plain_loop above defines every name it uses, and this file runs on its own"
+    )
     final, test_mse = {}, {}
     for name in OPTIMIZERS:
         model, losses = train_plain_loop(name, features[train], targets[train])

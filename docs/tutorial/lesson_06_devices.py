@@ -95,6 +95,12 @@ def main() -> dict[str, Any]:
         "(or cupy-cuda11x, cupy-cuda13x), not cupy-cuda90; its array type is cupy.ndarray, not "
         "cupy.core.core.ndarray"
     )
+    print(
+        "[correction 19] 'cp.xxx is much faster than np.xxx' depends on the size of the arrays, "
+        "on copies between host and GPU (each one crosses the bus and waits), and on the devices: "
+        "small arrays or a round trip per call are faster with NumPy; large arithmetic on arrays "
+        "that stay on a GPU is where CuPy (or torch on cuda) gains"
+    )
     cupy_shared = None
     if device.type == "cuda" and importlib.util.find_spec("cupy") is not None:
         import cupy
