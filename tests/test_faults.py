@@ -619,7 +619,7 @@ def test_a_sweep_survives_a_job_that_crashes_and_reports_it(tmp_path: Path) -> N
 def test_a_report_over_a_damaged_job_record_marks_it_unreadable(tmp_path: Path) -> None:
     result = decoded(run(["-m", *FAST, "logger=none", "seed=1,2", f"hydra.sweep.dir={tmp_path}"]))
     assert result.returncode == 0, result.stderr
-    (tmp_path / "1-seed=2" / "metrics.json").write_text('{"status": "compl')
+    (tmp_path / "seed=2" / "metrics.json").write_text('{"status": "compl')
     (tmp_path / "report.md").write_text("stale")
     report = decoded(
         subprocess.run(

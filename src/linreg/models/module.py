@@ -113,31 +113,45 @@ class RegressionModule(pl.LightningModule):
         # Data stays float32; a true-precision setting (`64-true`, `bf16-true`) converts the module.
         return self.net(features.to(self.dtype))
 
-    def loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """(what is minimised, what is reported): the MSE in standardised target units, whose
-        gradients do not depend on the targets' scale (nor favour a target in larger units), and
-        the MSE in the targets' own units, as val/loss and test/mse are measured."""
-        features, targets = batch
-        scaler = self.net.target_standardize
+    def prepared(self, batches: list[Batch]) -> list[Batch]:
+        """The batches of one execution with their targets standardised, in one pass for all
+        (a target column is small; the features are transformed inside the model, where the
+        transforms fold into the weights without a pass over the batch)."""
+        sizes = [len(targets) for _, targets in batches]
+        targets = _joined([targets for _, targets in batches]).to(self.dtype)
+        wanted = self.net.target_standardize(targets).split(sizes)
+        return [(features, each) for (features, _), each in zip(batches, wanted, strict=True)]
+
+    def loss(self, prepared: Batch) -> tuple[Tensor, Tensor]:
+        """(what is minimised, what is reported) for a batch of `prepared`: the MSE in standardised
+        target units, whose gradients do not depend on the targets' scale (nor favour a target in
+        larger units), and the detached MSE of each target, in those units too (`reported` turns
+        them into the targets' own units, as val/loss and test/mse are measured)."""
+        features, wanted = prepared
         predicted = self.net.standardized(features.to(self.dtype))
-        wanted = scaler(targets.to(predicted.dtype))
         objective = F.mse_loss(predicted, wanted)
-        variance = scaler.std.square()
-        if self.net.n_targets == 1:  # one op, not a pass over the batch
-            return objective, objective.detach() * variance[0]
-        per_target = (predicted.detach() - wanted).square().mean(0)
-        return objective, (per_target * variance).mean()
+        if self.net.n_targets == 1:  # no pass over the batch: the objective is that target's MSE
+            return objective, objective.detach()
+        return objective, (predicted.detach() - wanted).square().mean(0)
+
+    def reported(self, standardized_mse: Tensor) -> Tensor:
+        """The MSE in the targets' own units, averaged over targets, from `loss`'s reports (one
+        step's, or a stack of an execution's: one multiplication for all its steps)."""
+        variance = self.net.target_standardize.std.square()
+        if self.net.n_targets == 1:
+            return standardized_mse * variance[0]
+        return (standardized_mse * variance).mean(-1)
 
     def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> Tensor:
         # Summed on the device; `self.log` (costly per call) runs only on the steps that Lightning
         # writes, with the mean loss since the last write.
         write_logs = (self.global_step + 1) % self.trainer.log_every_n_steps == 0
         if self.automatic_optimization:
-            loss, reported = self.loss(batch)
-            self._train_loss.add(reported.reshape(1), [len(batch[0])])
+            loss, reported = self.loss(*self.prepared([batch]))
+            self._train_loss.add(self.reported(reported).reshape(1), [len(batch[0])])
         else:
-            losses, rows = self.execution.run(self, batch, self.loss)
-            loss = torch.stack(losses)
+            reports, rows = self.execution.run(self, self.prepared(batch), self.loss)
+            loss = self.reported(torch.stack(reports))
             self._train_loss.add(loss, rows)
             self.execution.after_training_step(self, batch_idx)
         if write_logs:
@@ -212,3 +226,8 @@ class RegressionModule(pl.LightningModule):
         scheduler = build_scheduler(self.scheduler_factory, optimizer, run_steps)
         per_step = follows_steps(self.scheduler_factory)
         return self.execution.optimizer_config(optimizer, scheduler, self.monitor, per_step)
+
+
+def _joined(tensors: list[Tensor]) -> Tensor:
+    """The tensors' rows in one tensor; one tensor as it is (a copy would cost a pass)."""
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
