@@ -206,7 +206,7 @@ def test_lesson_4_data_standardises_with_train_rows_and_measures_the_loader() ->
     assert "DataLoader" in out
 
 
-def test_lesson_5_every_optimizer_reaches_the_noise_floor() -> None:
+def test_lesson_5_every_optimizer_reaches_least_squares() -> None:
     facts, out = ran("lesson_05_optim")
     assert not all(map(torch.isfinite, torch.tensor(facts["raw_sgd_losses"])))
     exact_train, exact_test = facts["least_squares"]

@@ -46,10 +46,11 @@ def main() -> dict[str, Any]:
     print(f"learned weight [{learned}], bias {model.bias.item():.3f}; true [2, -3, 0.5], 1")
     print(f"test MSE {test_mse:.5f}, least squares' {exact_mse.item():.5f}: the noise, 0.1² = 0.01")
     # 5. Save the parameters (a state_dict), load them into a new model, predict the same.
-    path = Path(tempfile.mkdtemp()) / "model.pt"
-    torch.save(model.state_dict(), path)
     loaded = nn.Linear(3, 1)
-    loaded.load_state_dict(torch.load(path, weights_only=True))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.pt"
+        torch.save(model.state_dict(), path)
+        loaded.load_state_dict(torch.load(path, weights_only=True))
     same = torch.equal(loaded(test_x), model(test_x))
     print(f"saved to {path.name} and loaded back: the same predictions: {same}")
     print(
