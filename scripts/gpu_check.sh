@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Every GPU check in one go, in under 10 minutes on one GPU, into one Markdown report:
 #   the `gpu`-marked tests, the project's headline command, a streamed run scored again by eval.py,
-#   bf16-mixed precision, and `python -m linreg.bench --device cuda`.
+#   bf16-mixed precision, `python -m linreg.bench --device cuda` and the scale benchmark
+#   (`--scale`: a table generated on the device, its bandwidth share and time to least squares).
 #
 #   scripts/gpu_check.sh [REPORT]        (default outputs/gpu_check/<time>.md; `make gpu-check`)
 #
-# PYTHON picks the interpreter (default .venv/bin/python). ACCELERATOR=cpu BENCH_DEVICE=cpu and a
-# small BENCH_ARGS try the script itself on a machine without a GPU. Exit status: the number of
-# failed steps.
+# PYTHON picks the interpreter (default .venv/bin/python). ACCELERATOR=cpu BENCH_DEVICE=cpu and
+# small BENCH_ARGS and SCALE_ARGS try the script itself on a machine without a GPU. Exit status:
+# the number of failed steps.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 ACCELERATOR=${ACCELERATOR:-gpu}
 BENCH_DEVICE=${BENCH_DEVICE:-cuda}
 BENCH_ARGS=${BENCH_ARGS:---repeats 3}
+# 5e7 rows x 64 features: 13 GB of float32 on the device (26 GB with the epoch's gathered copy).
+SCALE_ARGS=${SCALE_ARGS:---scale-rows 5e7 --features 64 --batch-sizes 8192 65536 --budget 60}
 REPORT=${1:-outputs/gpu_check/$(date +%Y-%m-%d_%H-%M-%S).md}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/linreg-gpu-check-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -79,13 +82,15 @@ step "GPU-marked tests" "$PY" -m pytest -m gpu -q -p no:cacheprovider
 step "python train.py optimizer=adam trainer.accelerator=gpu" train "$WORK/card" optimizer=adam
 step "data.streaming=true on the device, then eval.py" streamed_then_eval
 step "trainer.precision=bf16-mixed" train "$WORK/bf16" trainer.precision=bf16-mixed
-bench() {  # the benchmark's table alone; Lightning's chatter goes to a log
-    # shellcheck disable=SC2086  # BENCH_ARGS is a list of arguments
-    "$PY" -m linreg.bench --device "$BENCH_DEVICE" $BENCH_ARGS --out "$WORK/bench.md" \
+bench() {  # bench ARGS...: the benchmark's table alone; Lightning's chatter goes to a log
+    "$PY" -m linreg.bench --device "$BENCH_DEVICE" "$@" --out "$WORK/bench.md" \
         >"$WORK/bench.log" 2>&1 || { tail -n 20 "$WORK/bench.log"; return 1; }
     cat "$WORK/bench.md"
 }
-step "python -m linreg.bench --device $BENCH_DEVICE $BENCH_ARGS" bench
+# shellcheck disable=SC2086  # BENCH_ARGS and SCALE_ARGS are lists of arguments
+step "python -m linreg.bench --device $BENCH_DEVICE $BENCH_ARGS" bench $BENCH_ARGS
+# shellcheck disable=SC2086
+step "python -m linreg.bench --device $BENCH_DEVICE --scale $SCALE_ARGS" bench --scale $SCALE_ARGS
 
 echo "report: $REPORT ($failed failed)"
 exit "$failed"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT, options
 
 PATHS = (
@@ -132,3 +134,38 @@ def test_the_scikit_learn_comparison_scores_every_tool_on_the_same_rows() -> Non
     gaps = [float(row[2].rstrip("%")) / 100 for row in rows]
     assert abs(gaps[0]) < 0.01  # linreg's defaults
     assert abs(gaps[2]) < 1e-5  # LinearRegression is least squares: the rows are the same
+
+
+def test_the_scale_tables_least_squares_is_numpys_and_its_rows_are_the_stated_model() -> None:
+    import numpy as np
+
+    from linreg.scale import NOISE_STD, closed_form, generated
+
+    x, y = generated(3000, 5, torch.device("cpu"))
+    again, _ = generated(3000, 5, torch.device("cpu"))
+    assert torch.equal(x, again)  # seeded: every run measures the same table
+    _, mse, weight, bias = closed_form(x, y)
+    design = np.hstack([x.double().numpy(), np.ones((3000, 1))])
+    solution, residuals, *_ = np.linalg.lstsq(design, y.double().numpy(), rcond=None)
+    np.testing.assert_allclose(weight.numpy()[0], solution[:5, 0], rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(bias.numpy(), solution[5], rtol=1e-9, atol=1e-10)
+    assert mse == pytest.approx(residuals[0] / 3000, rel=1e-6)
+    assert mse == pytest.approx(NOISE_STD**2, rel=0.1)  # the noise, nothing else, is left
+
+
+@pytest.mark.slow
+def test_scale_bench_reports_bandwidth_and_time_to_least_squares(tmp_path: Path) -> None:
+    args = ["--scale", "--scale-rows", "200000", "--features", "8",
+            "--batch-sizes", "1024", "65536", "--budget", "20"]  # fmt: skip
+    rows = table_rows(args, tmp_path)
+    report = (tmp_path / "bench.md").read_text()
+    bandwidth = re.search(r"copy bandwidth of the device: ([\d.]+) GB/s", report)
+    assert bandwidth and float(bandwidth.group(1)) > 0
+    closed = re.search(r"float64 moments on the device\): [\d.]+ s, MSE ([\d.]+) ", report)
+    assert closed and float(closed.group(1)) == pytest.approx(0.25, rel=0.05)  # the noise
+    assert [row[0] for row in rows] == ["1024", "65536"]
+    for _, epoch_s, rows_per_s, read, share, outcome in rows:
+        assert float(rows_per_s.replace(",", "")) == pytest.approx(200_000 / float(epoch_s), 0.01)
+        assert float(read) >= 0 and share.endswith("%")
+        # Decorrelated unit-scale features: plain SGD gets there within the budget.
+        assert re.fullmatch(r"[\d.]+ s of epochs", outcome), outcome

@@ -447,3 +447,20 @@ def test_evaluation_batches_are_eval_batch_size_rows_and_measure_the_same() -> N
             metrics.update(features @ weight.T, targets)
         values.append({name: value.item() for name, value in metrics.compute().items()})
     assert values[0] == pytest.approx(values[1], rel=1e-5)  # float32 sums, grouped otherwise
+
+
+def test_a_batch_already_on_the_device_is_handed_on_as_it_is() -> None:
+    module = datamodule()
+    cpu = torch.device("cpu")
+    pair = (torch.ones(4, 3), torch.ones(4, 1))
+    execution = [pair, (torch.zeros(2, 3), torch.zeros(2, 1))]
+    assert module.transfer_batch_to_device(execution, cpu, 0) is execution
+    assert module.transfer_batch_to_device(pair, cpu, 0) is pair
+    # Elsewhere, or not a list of pairs: moved as Lightning moves it.
+    moved = module.transfer_batch_to_device(execution, torch.device("meta"), 0)
+    assert [tensor.device.type for batch in moved for tensor in batch] == ["meta"] * 4
+    assert [tensor.shape for batch in moved for tensor in batch] == [
+        tensor.shape for batch in execution for tensor in batch
+    ]
+    named = {"features": pair[0]}
+    assert module.transfer_batch_to_device(named, cpu, 0) == named

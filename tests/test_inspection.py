@@ -146,8 +146,12 @@ def test_the_scalars_hold_a_within_epoch_training_curve_and_two_ranking_metrics(
     assert lowest <= best.value <= lowest * (1 + (2 / 1200) ** 0.5)
     # Several training-curve points per epoch (8000 rows: 5600 / 64 = 88 batches, 6 executions).
     epochs = len(scalars.Scalars("train/epoch_loss"))
-    assert len(scalars.Scalars("train/loss")) == 6 * epochs
-    assert len(scalars.Scalars("train/lr")) == 6 * epochs
+    # Written to the loggers at each execution's end, all three at Lightning's step axis.
+    steps = [event.step for event in scalars.Scalars("train/loss")]
+    assert steps == list(range(6 * epochs))
+    assert [event.step for event in scalars.Scalars("train/lr")] == steps
+    assert [event.step for event in scalars.Scalars("train/grad_norm")] == steps
+    assert all(event.value > 0 for event in scalars.Scalars("train/grad_norm"))
     # What R² leaves unexplained, beside it at every step (R²'s ticks all read 0.999).
     r2, unexplained = (scalars.Scalars(f"val/{name}") for name in ("r2", "1-r2"))
     assert [e.step for e in unexplained] == [e.step for e in r2] and len(r2) == epochs

@@ -4,6 +4,7 @@
                            [--repeats 5] [--device cpu|cuda] [--out outputs/bench/<time>.md]
     python -m linreg.bench --convergence | --accuracy | --streaming-rows N..
     python -m linreg.bench --tables N.. [--precision 32-true|64-true]
+    python -m linreg.bench --device cuda --scale [--scale-rows 5e7] [--features 64] [--budget 60]
 
 For every batch size, one epoch of SGD is timed for each path, the paths interleaved in one
 process and repeated; medians are printed with their ratio to the hand-written randperm loop and
@@ -450,6 +451,16 @@ def main() -> None:
         "against scikit-learn on --rows x --features",
     )  # fmt: skip
     parser.add_argument(
+        "--scale", action="store_true",
+        help="instead: a table generated on the device (--scale-rows x --features): copy "
+        "bandwidth, epoch rows/s and its share of it, time to least squares (linreg.scale)",
+    )  # fmt: skip
+    parser.add_argument("--scale-rows", type=float, default=5e7)
+    parser.add_argument(
+        "--budget", type=float, default=60.0,
+        help="with --scale: the seconds of epochs each batch size may train for",
+    )  # fmt: skip
+    parser.add_argument(
         "--checkout", type=Path, default=Path.cwd(),
         help="the linreg checkout whose train.py and conf/ are measured (default: this folder)",
     )  # fmt: skip
@@ -466,6 +477,12 @@ def main() -> None:
         comparison = against_scikit_learn(args.rows, args.features, args.device, args.checkout)
         print(comparison, flush=True)
         report = comparison + "\n" + matrix(args.device, args.checkout)
+    elif args.scale:
+        from linreg.scale import scale
+
+        report = scale(
+            int(args.scale_rows), args.features, args.batch_sizes, args.device, args.budget
+        )
     elif args.accuracy:
         report = accuracy(args.device, args.checkout)
     elif args.tables:

@@ -5,9 +5,11 @@ per-epoch shuffles and executions of several training batches. It knows nothing 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from torch import Tensor
 
 from linreg.batches import Batch
 from linreg.data.loaders import EpochShuffler, WholeBatchLoader
@@ -44,6 +46,16 @@ class RegressionDataModule(pl.LightningDataModule):
         self.steps_per_execution = steps_per_execution
         self.splits: dict[str, Batch] = {}
         self.streams: dict[str, StreamedSplit] = {}
+
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        """A batch, or an execution's list of them, as it is when it already lies on `device` (a
+        split held in memory there): Lightning's generic walk over the collection costs more than
+        an optimizer step on small batches. Anything else moves as Lightning moves it."""
+        if _lies_on(batch, device):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     @property
     def n_features(self) -> int:
@@ -145,3 +157,14 @@ class RegressionDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> SplitLoader:
         return self._loader("test", shuffle=False)
+
+
+def _lies_on(batch: Any, device: torch.device) -> bool:
+    """Whether `batch` is a (features, targets) pair, or a list of them, all on `device`."""
+    pairs = batch if isinstance(batch, list) else [batch]
+    return all(
+        isinstance(pair, tuple | list)
+        and len(pair) == 2
+        and all(isinstance(tensor, Tensor) and tensor.device == device for tensor in pair)
+        for pair in pairs
+    )

@@ -41,7 +41,7 @@ class LinearRegressor(Network):
         weight, bias = self.linear.weight, self.linear.bias
         if bias is None:  # through the origin: no offset either (the features are not centred)
             return weight @ transform, weight.new_zeros(self.n_targets)
-        return weight @ transform, bias - weight @ offset
+        return weight @ transform, torch.addmv(bias, weight, offset, alpha=-1)  # one node, not two
 
     def _feature_transform(self) -> tuple[Tensor, Tensor]:
         """M and c, computed again only when a buffer they come from has changed (fitted, loaded,
