@@ -122,7 +122,7 @@ def train_to_least_squares(
     from linreg.models.linear import LinearRegressor
     from linreg.models.module import RegressionModule
 
-    network = LinearRegressor(x.shape[1], y.shape[1])
+    network = LinearRegressor(x.shape[1], y.shape[1]).to(x.device)
     sample = torch.randperm(len(x), device=x.device)[:CHUNK_ROWS]
     network.fit_standardization(x[sample], y[sample])
     module = RegressionModule(
