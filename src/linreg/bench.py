@@ -38,7 +38,8 @@ Epoch = Callable[[], float]
 SGD_LR = 0.01
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Waits for the device's queued work: a GPU's timings are otherwise its launch times."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -55,13 +56,13 @@ def hand_randperm(x: Tensor, y: Tensor, batch_size: int) -> Epoch:
     optimizer = torch.optim.SGD(model.parameters(), lr=SGD_LR)
 
     def epoch() -> float:
-        _sync(x.device)
+        synchronize(x.device)
         start = time.perf_counter()
         order = torch.randperm(len(x), device=x.device)
         for i in range(0, len(x), batch_size):
             index = order[i : i + batch_size]
             _sgd_step(model, optimizer, x[index], y[index])
-        _sync(x.device)
+        synchronize(x.device)
         return time.perf_counter() - start
 
     return epoch
@@ -73,11 +74,11 @@ def hand_contiguous(x: Tensor, y: Tensor, batch_size: int) -> Epoch:
     optimizer = torch.optim.SGD(model.parameters(), lr=SGD_LR)
 
     def epoch() -> float:
-        _sync(x.device)
+        synchronize(x.device)
         start = time.perf_counter()
         for i in range(0, len(x), batch_size):
             _sgd_step(model, optimizer, x[i : i + batch_size], y[i : i + batch_size])
-        _sync(x.device)
+        synchronize(x.device)
         return time.perf_counter() - start
 
     return epoch
@@ -93,12 +94,12 @@ class _EpochTimer:
 
         class Timer(pl.Callback):
             def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-                _sync(module.device)
+                synchronize(module.device)
                 timer.started = time.perf_counter()
 
             def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
                 if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
-                    _sync(trainer.strategy.root_device)
+                    synchronize(trainer.strategy.root_device)
                     timer.seconds.append(time.perf_counter() - timer.started)
 
         self.callback = Timer()
@@ -201,7 +202,7 @@ def closed_form(x: Tensor, y: Tensor) -> tuple[float, float]:
     """(seconds, training MSE) of the least-squares solve in float64: the time-to-solution limit."""
     from linreg.diagnostics.reference import least_squares
 
-    _sync(x.device)
+    synchronize(x.device)
     start = time.perf_counter()
     fit = least_squares([(x.cpu(), y.cpu())])
     weight, bias = fit.weight, fit.bias

@@ -26,17 +26,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from linreg.bench import synchronize
 from linreg.diagnostics.reference import CentredMoments
 
 NOISE_STD = 0.5
 CHUNK_ROWS = 1 << 20  # generation and the moments go through the table in pieces of this size
 WITHIN = 0.01  # time to least squares: the training MSE within this fraction of the closed form's
 SCALE_LR = 0.4  # the project's default SGD rate: unit-scale decorrelated features allow it
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def generated(rows: int, features: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -58,10 +54,10 @@ def _pieces(rows: int) -> Iterator[tuple[int, int]]:
 
 
 def _timed(device: torch.device, work: Callable[[], Any]) -> tuple[float, Any]:
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     result = work()
-    _sync(device)
+    synchronize(device)
     return time.perf_counter() - start, result
 
 
@@ -137,11 +133,11 @@ def train_to_least_squares(
 
     class Watch(pl.Callback):
         def on_train_epoch_start(self, trainer: pl.Trainer, _: pl.LightningModule) -> None:
-            _sync(x.device)
+            synchronize(x.device)
             self.started = time.perf_counter()
 
         def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            _sync(x.device)
+            synchronize(x.device)
             seen.epoch_seconds.append(time.perf_counter() - self.started)
             trained_s = sum(seen.epoch_seconds)
             if seen.reached_after_s is None:
