@@ -15,8 +15,9 @@ PY=${PYTHON:-.venv/bin/python}
 ACCELERATOR=${ACCELERATOR:-gpu}
 BENCH_DEVICE=${BENCH_DEVICE:-cuda}
 BENCH_ARGS=${BENCH_ARGS:---repeats 3}
-# 5e7 rows x 64 features: 13 GB of float32 on the device (26 GB with the epoch's gathered copy).
-SCALE_ARGS=${SCALE_ARGS:---scale-rows 5e7 --features 64 --batch-sizes 8192 65536 --budget 60}
+# 5e7 rows x 64 features: 13 GB of float32 on the device (26 GB with the epoch's gathered copy);
+# then a 3.4 GB Parquet table of 5e7 rows x 16 features streamed onto it.
+SCALE_ARGS=${SCALE_ARGS:---scale-rows 5e7 --features 64 --batch-sizes 8192 65536 --budget 60 --scale-parquet-rows 5e7}
 REPORT=${1:-outputs/gpu_check/$(date +%Y-%m-%d_%H-%M-%S).md}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/linreg-gpu-check-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

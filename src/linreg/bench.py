@@ -5,6 +5,7 @@
     python -m linreg.bench --convergence | --accuracy | --streaming-rows N..
     python -m linreg.bench --tables N.. [--precision 32-true|64-true]
     python -m linreg.bench --device cuda --scale [--scale-rows 5e7] [--features 64] [--budget 60]
+                           [--scale-parquet-rows 1e8]
 
 For every batch size, one epoch of SGD is timed for each path, the paths interleaved in one
 process and repeated; medians are printed with their ratio to the hand-written randperm loop and
@@ -24,7 +25,7 @@ import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -305,9 +306,12 @@ def streaming(rows_list: list[int], device: str, checkout: Path) -> str:
 REGIONS = ("east", "north", "south", "west", "centre", "coast", "hills", "plain")
 
 
-def write_table_files(rows: int, folder: Path, text_column: bool = False) -> dict[str, Path]:
-    """A CSV and a Parquet table of `rows` rows x 16 float32 features and a target `y`, written
-    in pieces (never held whole); `text_column`: a 17th feature, `region`, text of 8 levels."""
+def write_table_files(
+    rows: int, folder: Path, text_column: bool = False, kinds: Sequence[str] = ("CSV", "Parquet")
+) -> dict[str, Path]:
+    """A CSV and a Parquet table (or those of `kinds`) of `rows` rows x 16 float32 features and a
+    target `y`, written in pieces (never held whole); `text_column`: a 17th feature, `region`,
+    text of 8 levels."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.csv as csv
@@ -317,17 +321,17 @@ def write_table_files(rows: int, folder: Path, text_column: bool = False) -> dic
     weight = rng.standard_normal(16).astype(np.float32)
     kind = "-region" if text_column else ""
     paths = {
-        "CSV": folder / f"table-{rows:.0e}{kind}.csv",
-        "Parquet": folder / f"table-{rows:.0e}{kind}.parquet",
+        name: folder / f"table-{rows:.0e}{kind}.{name.lower()}"
+        for name in ("CSV", "Parquet")
+        if name in kinds
     }
     names = [*(f"x{i}" for i in range(16)), "y"]
     schema = pa.schema([(name, pa.float32()) for name in names])
     if text_column:
         schema = schema.insert(16, pa.field("region", pa.string()))
-    with (
-        csv.CSVWriter(paths["CSV"], schema) as csv_writer,
-        pq.ParquetWriter(paths["Parquet"], schema) as parquet_writer,
-    ):
+    opened = {"CSV": csv.CSVWriter, "Parquet": pq.ParquetWriter}
+    with contextlib.ExitStack() as stack:
+        writers = [stack.enter_context(opened[name](path, schema)) for name, path in paths.items()]
         for start in range(0, rows, 1 << 20):
             n = min(1 << 20, rows - start)
             x = (3 + 5 * rng.standard_normal((n, 16))).astype(np.float32)
@@ -338,8 +342,8 @@ def write_table_files(rows: int, folder: Path, text_column: bool = False) -> dic
                 y += codes.astype(np.float32)  # a level's effect: its index
                 columns = [*x.T, pa.array(np.asarray(REGIONS)[codes]), y]
             batch = pa.record_batch(columns, schema=schema)
-            csv_writer.write_batch(batch)
-            parquet_writer.write_batch(batch)
+            for writer in writers:
+                writer.write_batch(batch)
     return paths
 
 
@@ -458,6 +462,11 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--scale-rows", type=float, default=5e7)
     parser.add_argument(
+        "--scale-parquet-rows", type=float, default=0,
+        help="with --scale: also a Parquet table of this many rows x 16 features, streamed onto "
+        "the device: read alone, then trained on (which one bounds the epoch)",
+    )  # fmt: skip
+    parser.add_argument(
         "--budget", type=float, default=60.0,
         help="with --scale: the seconds of epochs each batch size may train for",
     )  # fmt: skip
@@ -482,8 +491,9 @@ def main() -> None:
         from linreg.scale import scale
 
         report = scale(
-            int(args.scale_rows), args.features, args.batch_sizes, args.device, args.budget
-        )
+            int(args.scale_rows), args.features, args.batch_sizes, args.device, args.budget,
+            int(args.scale_parquet_rows), args.checkout,
+        )  # fmt: skip
     elif args.accuracy:
         report = accuracy(args.device, args.checkout)
     elif args.tables:
