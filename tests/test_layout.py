@@ -17,7 +17,7 @@ LAYERS = (
     {"diagnostics"},
     {"serve"},
     {"run"},
-    {"sweep", "bench", "convergence", "trial"},
+    {"sweep", "bench", "convergence", "scale", "trial", "workloads"},
 )
 
 

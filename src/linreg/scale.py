@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from linreg.bench import synchronize
 from linreg.diagnostics.reference import CentredMoments
+from linreg.workloads import synchronize, write_table_files
 
 NOISE_STD = 0.5
 CHUNK_ROWS = 1 << 20  # generation and the moments go through the table in pieces of this size
@@ -167,7 +167,6 @@ def streamed_parquet(rows: int, batch_size: int, device_name: str, checkout: Pat
     than two reads."""
     from hydra import compose, initialize_config_dir
 
-    from linreg.bench import write_table_files
     from linreg.run.build import build_datamodule
     from linreg.trial import train_run
 
