@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from linreg.diagnostics.reference import CentredMoments
+from linreg.diagnostics.reference import CentredMoments, LeastSquares, moments_least_squares
 from linreg.workloads import synchronize, write_table_files
 
 NOISE_STD = 0.5
@@ -74,17 +74,17 @@ def copy_bandwidth(x: Tensor, copies: int = 5) -> float:
 
 
 def closed_form(x: Tensor, y: Tensor) -> tuple[float, float, Tensor, Tensor]:
-    """(seconds, MSE, weight, bias) of least squares from float64 moments on the device."""
+    """(seconds, MSE, weight, bias) of least squares from float64 moments on the device, solved
+    as the run's reference solves them."""
 
-    def solve() -> tuple[Tensor, Tensor]:
+    def solve() -> LeastSquares:
         moments = CentredMoments()
         for start, stop in _pieces(len(x)):
             moments.add(x[start:stop], y[start:stop])
-        weight = torch.linalg.solve(moments.xx, moments.xy)  # (features, 1)
-        return weight, moments.mean_y - moments.mean_x @ weight
+        return moments_least_squares(moments)
 
-    seconds, (weight, bias) = _timed(x.device, solve)
-    return seconds, table_mse(x, y, weight.T, bias), weight.T, bias
+    seconds, fit = _timed(x.device, solve)
+    return seconds, table_mse(x, y, fit.weight, fit.bias), fit.weight, fit.bias
 
 
 @torch.no_grad()
@@ -187,11 +187,11 @@ def streamed_parquet(rows: int, batch_size: int, device_name: str, checkout: Pat
         stream = datamodule.streams["train"]
         read_s, _ = _timed(device, lambda: sum(len(x) for x, _ in stream.loader(0, device)))
         _, _, _, summary = train_run(overrides, device_name, checkout)
+        size = path.stat().st_size
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     fit_s = summary["stage_times_s"]["fit"]
     bound = "reading" if fit_s <= 1.25 * 2 * read_s else "training"
-    size = path.stat().st_size if path.exists() else rows * 17 * 4
     return [
         "",
         f"Streamed Parquet: {rows:,} rows x 16 float32 features, written in {written_s:.0f} s; "
@@ -251,6 +251,7 @@ def scale(
         del x, y  # the device's memory back for the streamed run, a process of its own
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        lines += streamed_parquet(parquet_rows, max(batch_sizes), device_name, checkout or Path())
-        print("\n".join(lines[-8:]), flush=True)
+        streamed = streamed_parquet(parquet_rows, max(batch_sizes), device_name, checkout or Path())
+        lines += streamed
+        print("\n".join(streamed), flush=True)
     return "\n".join(lines) + "\n"
